@@ -1,0 +1,60 @@
+"""Options of one transcription job, validated the same way by CLI, API and worker."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import InvalidOptions
+
+MAX_SPEAKERS = 32
+
+
+class JobOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_speakers: int | None = Field(None, ge=1, le=MAX_SPEAKERS)
+    min_speakers: int | None = Field(None, ge=1, le=MAX_SPEAKERS)
+    max_speakers: int | None = Field(None, ge=1, le=MAX_SPEAKERS)
+    language: str | None = Field(
+        None, min_length=2, max_length=8, pattern=r"^[a-z]{2,3}(-[A-Za-z]+)?$"
+    )
+    diarize: bool = True
+    align: bool = True
+    asr_model: str | None = Field(None, max_length=200)
+    participants: list[str] | None = Field(None, max_length=MAX_SPEAKERS)
+    prompt: str | None = Field(None, max_length=2000)
+
+    @field_validator("participants", mode="before")
+    @classmethod
+    def _split_names(cls, v: object) -> object:
+        # "Anna, Boris" from a form field or CLI flag → ["Anna", "Boris"]
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",")]
+        if isinstance(v, list):
+            v = [str(p).strip() for p in v if str(p).strip()] or None
+            if v and any(len(p) > 100 for p in v):
+                raise ValueError("each participant name must be at most 100 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobOptions:
+        lo, hi, n = self.min_speakers, self.max_speakers, self.num_speakers
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min_speakers ({lo}) is greater than max_speakers ({hi})")
+        if n is not None and ((lo is not None and n < lo) or (hi is not None and n > hi)):
+            raise ValueError(f"num_speakers ({n}) is outside min_speakers..max_speakers")
+        return self
+
+
+def parse_options(data: dict) -> JobOptions:
+    """Validate raw options; raise InvalidOptions with a readable message."""
+    clean = {k: v for k, v in data.items() if v is not None and v != ""}
+    try:
+        return JobOptions(**clean)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "options"
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {msg}")
+        raise InvalidOptions("invalid options: " + "; ".join(parts)) from None

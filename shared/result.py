@@ -1,0 +1,70 @@
+"""The result schema (DESIGN §3), versioned. One serializer: ``Result.to_dict()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+
+
+class Word(BaseModel):
+    word: str
+    start: float | None
+    end: float | None
+    score: float | None = None
+    speaker: str | None = None
+
+
+class Segment(BaseModel):
+    start: float
+    end: float
+    speaker: str | None
+    text: str
+    words: list[Word] = Field(default_factory=list)
+
+
+class Turn(BaseModel):
+    start: float
+    end: float
+    speaker: str
+
+
+class Speaker(BaseModel):
+    id: str
+    name: str | None = None
+    talk_time: float = 0.0
+
+
+class AudioInfo(BaseModel):
+    duration: float
+    sample_rate: int
+
+
+class Result(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    job_id: str | None = None
+    audio: AudioInfo
+    language: str | None
+    speakers: list[Speaker] = Field(default_factory=list)
+    segments: list[Segment] = Field(default_factory=list)
+    diarization: list[Turn] = Field(default_factory=list)
+    models: dict[str, Any] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        return cls.model_validate(data)
+
+    def speaker_label(self, speaker_id: str | None) -> str:
+        """Display name for a speaker id (participant name when given)."""
+        if speaker_id is None:
+            return "UNKNOWN"
+        for s in self.speakers:
+            if s.id == speaker_id:
+                return s.name or s.id
+        return speaker_id

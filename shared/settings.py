@@ -1,0 +1,95 @@
+"""One settings object for API, worker and CLI (environment prefix ``DIARQ_``).
+
+Every value can be set as ``DIARQ_<NAME>`` (e.g. ``DIARQ_DATABASE_URL``).
+Invalid values fail at start-up with a message naming the variable to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VAR = PROJECT_ROOT / "var"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIARQ_", extra="ignore", case_sensitive=False)
+
+    # --- service -----------------------------------------------------------
+    database_url: str = f"sqlite:///{DEFAULT_VAR / 'diarq.db'}"
+    broker_url: str = f"filesystem://{DEFAULT_VAR / 'broker'}"
+    storage_dir: Path = DEFAULT_VAR / "storage"
+    host: str = "127.0.0.1"
+    port: int = Field(3001, ge=1, le=65535)
+    max_upload_mb: int = Field(1024, ge=1)
+    max_audio_seconds: float = Field(4 * 3600, gt=0)
+    auth: Literal["on", "off"] = "off"
+
+    # --- pipeline ----------------------------------------------------------
+    profile: Literal["offline", "hub"] = "offline"
+    model_dir: Path = PROJECT_ROOT / "models"
+    # offline: "base" (multilingual) or "tiny.en"; hub: any faster-whisper name or a directory
+    asr_model: str = "base"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "auto"  # auto: float16 on GPU, int8 on CPU
+    batch_size: int = Field(8, ge=1)
+    # hub diarization model: a hub id or a local directory holding config.yaml
+    hub_diarization_model: str = "pyannote/speaker-diarization-3.1"
+    threads: int = Field(0, ge=0)  # 0: all cores the process may use
+
+    # --- worker ------------------------------------------------------------
+    worker_queues: str = "cpu"
+    progress_interval_s: float = Field(1.0, ge=0)
+    heartbeat_interval_s: float = Field(10.0, gt=0)
+    stale_after_s: float = Field(120.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    # bench-only: replace the speech pipeline with a no-op that sleeps this many
+    # seconds; never set in production (results say so).
+    bench_trivial_pipeline_s: float | None = None
+
+    hf_token: SecretStr | None = Field(default=None, exclude=True)
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, v: str) -> str:
+        if not v.startswith(("sqlite", "postgresql")):
+            raise ValueError("use sqlite:///path.db or postgresql+psycopg://user@host/db")
+        return v
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+def hf_token_from_env() -> str | None:
+    """The Hugging Face token, from the environment only (never from files or the DB)."""
+    for name in ("HUGGINGFACE_HUB_TOKEN", "HF_TOKEN"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; turn validation errors into ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "DIARQ_" + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
