@@ -1,0 +1,344 @@
+"""Speech recognition: Whisper (CTranslate2) with word times.
+
+Two routes, chosen by whether a wav2vec2 alignment model can be had:
+
+* ``whisperx`` (hub profile): WhisperX's batched pipeline (``whisperx.load_model``
+  with its pyannote VAD, whose weights ship inside the whisperx package) gives
+  segment texts; ``whisperx.align`` with a wav2vec2 model per language gives word
+  times. This is WhisperX's fast GPU path.
+* ``faster-whisper`` (offline profile): no wav2vec2 model exists offline, and
+  WhisperX's batched pipeline runs without timestamps, so the words would have no
+  times. faster-whisper's own ``word_timestamps`` (cross-attention alignment) with
+  its bundled Silero VAD (``vad_filter=True``) gives word times with nothing
+  downloaded.
+
+``align=False``: segment-level times only, and ``Segment.words`` is empty (no
+invented word times); speakers are then assigned per segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.errors import InvalidOptions, ModelError
+from shared.result import Segment, Word
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+OFFLINE_ASR_MODELS = ("base", "tiny.en")
+Progress = Callable[[float], None]
+
+
+@dataclass
+class Transcript:
+    segments: list[Segment]
+    language: str | None
+    # what produced it, for the result's "models" block
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is always installed with the ML extra
+        return "cpu"
+
+
+def resolve_compute_type(compute_type: str, device: str) -> str:
+    """float16 on GPU, int8 on CPU unless configured."""
+    if compute_type != "auto":
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+def resolve_model_path(name: str, *, profile: str, model_dir: Path) -> str:
+    """A local CTranslate2 directory for ``name``, or (hub profile) a name to download."""
+    as_path = Path(name).expanduser()
+    if as_path.is_dir():
+        if not (as_path / "model.bin").is_file():
+            raise ModelError(
+                f"ASR model directory {as_path.name} has no model.bin; point DIARQ_ASR_MODEL "
+                "at a faster-whisper (CTranslate2) model directory",
+                code="model_not_found",
+            )
+        return str(as_path)
+    if name in OFFLINE_ASR_MODELS:
+        from worker.offline_models import offline_model_paths
+
+        local = offline_model_paths(model_dir).whisper(name)
+        if (local / "model.bin").is_file():
+            return str(local)
+        if profile == "offline":
+            raise ModelError(
+                f"offline Whisper model {name!r} is not in {model_dir.name}/; run "
+                "`diarq models prepare` (or set DIARQ_MODEL_DIR)",
+                code="model_not_found",
+            )
+    if profile == "offline":
+        raise ModelError(
+            f"ASR model {name!r} is not available offline; use one of "
+            f"{', '.join(OFFLINE_ASR_MODELS)} or a local faster-whisper directory, or set "
+            "DIARQ_PROFILE=hub to download it",
+            code="model_not_found",
+        )
+    return name  # faster-whisper / WhisperX download it from the hub
+
+
+class WhisperAsr:
+    """One loaded Whisper model (kept by the registry, reused across jobs)."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        name: str,
+        device: str,
+        compute_type: str,
+        cpu_threads: int,
+        use_whisperx: bool,
+        batch_size: int = 8,
+        download_root: str | None = None,
+    ) -> None:
+        self.name = name
+        self.model_path = model_path
+        self.device = device
+        self.compute_type = compute_type
+        self.cpu_threads = cpu_threads
+        self.use_whisperx = use_whisperx
+        self.batch_size = batch_size
+        try:
+            if use_whisperx:
+                import whisperx
+
+                # WhisperX's own pyannote VAD loads from the whisperx package (offline-safe)
+                self.pipeline = whisperx.load_model(
+                    model_path, device, compute_type=compute_type, threads=cpu_threads,
+                    vad_method="pyannote", download_root=download_root,
+                )
+                self.model = self.pipeline.model
+            else:
+                from faster_whisper import WhisperModel
+
+                self.pipeline = None
+                self.model = WhisperModel(
+                    model_path, device=device, compute_type=compute_type,
+                    cpu_threads=cpu_threads, download_root=download_root,
+                    local_files_only=Path(model_path).is_dir(),
+                )
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelError(
+                f"could not load ASR model {name!r} ({type(exc).__name__}); check "
+                "DIARQ_ASR_MODEL / DIARQ_COMPUTE_TYPE, or run `diarq doctor`",
+                code="asr_model_load_failed",
+            ) from exc
+        self.english_only = not self.model.model.is_multilingual
+
+    def describe(self) -> dict[str, Any]:
+        import ctranslate2
+        import faster_whisper
+
+        info = {
+            # a local directory is reported by its folder name, not the machine's path
+            "name": Path(self.name).name if Path(self.name).is_dir() else self.name,
+            "backend": "whisperx" if self.use_whisperx else "faster-whisper",
+            "faster_whisper": faster_whisper.__version__,
+            "ctranslate2": ctranslate2.__version__,
+            "device": self.device,
+            "compute_type": self.compute_type,
+        }
+        if self.use_whisperx:
+            from importlib.metadata import version
+
+            info["whisperx"] = version("whisperx")
+        return info
+
+    def check_language(self, language: str | None) -> str | None:
+        if language and self.english_only and language.split("-")[0] != "en":
+            raise InvalidOptions(
+                f"ASR model {self.name!r} only transcribes English, not {language!r}; "
+                "choose a multilingual model (e.g. asr_model=base)",
+                code="language_unsupported",
+            )
+        return "en" if self.english_only else language
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        word_timestamps: bool = True,
+        progress: Progress | None = None,
+    ) -> Transcript:
+        """Transcribe 16 kHz mono float32 ``audio``. Progress: share of audio done (0..1)."""
+        language = self.check_language(language)
+        if self.use_whisperx:
+            return self._transcribe_whisperx(audio, language, prompt, progress)
+        return self._transcribe_faster_whisper(audio, language, prompt, word_timestamps, progress)
+
+    def _transcribe_faster_whisper(
+        self,
+        audio: np.ndarray,
+        language: str | None,
+        prompt: str | None,
+        word_timestamps: bool,
+        progress: Progress | None,
+    ) -> Transcript:
+        duration = max(len(audio) / SAMPLE_RATE, 1e-6)
+        seg_iter, info = self.model.transcribe(
+            audio,
+            language=language,
+            initial_prompt=prompt or None,
+            word_timestamps=word_timestamps,
+            vad_filter=True,  # Silero VAD (bundled ONNX): skips silence, curbs hallucinations
+            beam_size=5,
+            # conditioning on the previous window makes Whisper loop on long meetings
+            condition_on_previous_text=False,
+        )
+        segments: list[Segment] = []
+        done = 0.0
+        for s in seg_iter:  # a generator: decoding happens as we iterate
+            text = s.text.strip()
+            words = []
+            if word_timestamps and s.words:
+                words = [
+                    Word(word=w.word.strip(), start=round(w.start, 3), end=round(w.end, 3),
+                         score=round(w.probability, 3))
+                    for w in s.words
+                    if w.word.strip()
+                ]
+            if text:
+                segments.append(
+                    Segment(start=round(s.start, 3), end=round(s.end, 3), speaker=None,
+                            text=text, words=words)
+                )
+            if progress is not None:
+                done = max(done, min(float(s.end) / duration, 1.0))
+                progress(done)
+        if progress is not None:
+            progress(1.0)
+        return Transcript(
+            segments=segments,
+            # a language "detected" in silence means nothing: report none
+            language=language or (info.language if segments else None),
+            info={"language_probability": round(float(info.language_probability or 0), 3)},
+        )
+
+    def _transcribe_whisperx(
+        self,
+        audio: np.ndarray,
+        language: str | None,
+        prompt: str | None,
+        progress: Progress | None,
+    ) -> Transcript:
+        from dataclasses import replace
+
+        pipe = self.pipeline
+        old_options = pipe.options
+        if prompt:
+            pipe.options = replace(old_options, initial_prompt=prompt)
+        try:
+            out = pipe.transcribe(
+                audio, batch_size=self.batch_size, language=language,
+                progress_callback=(lambda pct: progress(min(pct / 100.0, 1.0)))
+                if progress else None,
+            )
+        finally:
+            pipe.options = old_options
+        segments = [
+            Segment(start=round(s["start"], 3), end=round(s["end"], 3), speaker=None,
+                    text=s["text"].strip())
+            for s in out["segments"]
+            if s["text"].strip()
+        ]
+        if progress is not None:
+            progress(1.0)
+        return Transcript(segments=segments, language=out.get("language") or language)
+
+
+class Aligner:
+    """wav2vec2 alignment (WhisperX) for one language."""
+
+    def __init__(self, language: str, device: str, model_dir: str | None = None) -> None:
+        import whisperx
+
+        self.language = language
+        self.device = device
+        try:
+            self.model, self.metadata = whisperx.load_align_model(
+                language_code=language, device=device, model_dir=model_dir
+            )
+        except ValueError as exc:
+            raise ModelError(
+                f"no alignment model for language {language!r}; run with align=false "
+                "for segment-level times",
+                code="align_model_missing",
+            ) from exc
+        except OSError as exc:
+            raise ModelError(
+                f"could not load the alignment model for {language!r} ({type(exc).__name__}); "
+                "check network access to the hub, or run with align=false",
+                code="align_model_unavailable",
+            ) from exc
+
+    def describe(self) -> dict[str, Any]:
+        return {"language": self.language, "model": str(self.metadata.get("type", "wav2vec2"))}
+
+    def align(
+        self, segments: list[Segment], audio: np.ndarray, progress: Progress | None = None
+    ) -> list[Segment]:
+        import whisperx
+
+        if not segments:
+            return []
+        transcript = [{"start": s.start, "end": s.end, "text": s.text} for s in segments]
+        out = whisperx.align(
+            transcript, self.model, self.metadata, audio, self.device,
+            progress_callback=(lambda pct: progress(min(pct / 100.0, 1.0))) if progress else None,
+        )
+        aligned: list[Segment] = []
+        for s in out["segments"]:
+            words = [
+                Word(word=str(w["word"]).strip(), start=_r(w.get("start")), end=_r(w.get("end")),
+                     score=_r(w.get("score")))
+                for w in s.get("words", [])
+                if str(w.get("word", "")).strip()
+            ]
+            aligned.append(
+                Segment(start=round(s["start"], 3), end=round(s["end"], 3), speaker=None,
+                        text=str(s["text"]).strip(), words=words)
+            )
+        return aligned
+
+
+def _r(value: object) -> float | None:
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else round(f, 3)
+
+
+def set_nltk_data(path: Path) -> None:
+    """WhisperX alignment splits sentences with NLTK punkt_tab; point it at the local copy."""
+    if path.is_dir():
+        os.environ["NLTK_DATA"] = str(path)
+        try:
+            import nltk
+
+            if str(path) not in nltk.data.path:
+                nltk.data.path.insert(0, str(path))
+        except ImportError:  # pragma: no cover
+            pass

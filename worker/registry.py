@@ -1,0 +1,151 @@
+"""Per-process model registry: every model loads once per process and is reused.
+
+A Celery worker calls ``get_registry().warm_up()`` after fork (never in the
+parent: CTranslate2/torch thread pools do not survive fork). The registry
+notices a fork by its pid and starts empty in the child.
+
+Thread counts are set here, once, on purpose: torch (diarization) and
+CTranslate2 (Whisper) each run their own OpenMP pool; with both sized to all
+cores and run one after the other, idle spinning threads of one runtime slowed
+the other (measured in bench/pipeline.py). Stages run sequentially, so each gets
+``threads`` cores, and OpenMP idle threads are told to sleep instead of spin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from typing import Any
+
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_registry: ModelRegistry | None = None
+_registry_pid: int | None = None
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_threads(threads: int) -> int:
+    """Size the torch pools; returns the thread count used by every stage.
+
+    ``OMP_WAIT_POLICY`` must be set before an OpenMP runtime starts, so this runs
+    before torch or CTranslate2 do any work (setdefault: the operator's value wins).
+    """
+    n = threads or available_cores()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(n)
+    # stages are sequential: no inter-op parallelism. RuntimeError: already set, or
+    # parallel work already started in this process.
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    return n
+
+
+class ModelRegistry:
+    """Holds the diarizer, ASR models (by name) and alignment models (by language)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        from worker.asr import resolve_compute_type, resolve_device
+
+        self.settings = settings or get_settings()
+        self.device = resolve_device(self.settings.device)
+        self.compute_type = resolve_compute_type(self.settings.compute_type, self.device)
+        self.threads = configure_threads(self.settings.threads)
+        self._lock = threading.RLock()
+        self._diarizer: Any = None
+        self._asr: dict[str, Any] = {}
+        self._aligners: dict[str, Any] = {}
+        self._nltk_set = False
+
+    # --- diarization --------------------------------------------------------
+    def diarizer(self) -> Any:
+        with self._lock:
+            if self._diarizer is None:
+                from worker.diarization import load_diarizer
+
+                self._diarizer = load_diarizer(self.settings)
+            return self._diarizer
+
+    # --- transcription ------------------------------------------------------
+    @property
+    def uses_alignment_model(self) -> bool:
+        """wav2vec2 alignment (WhisperX) only in the hub profile: none exists offline."""
+        return self.settings.profile == "hub"
+
+    def asr(self, name: str | None = None) -> Any:
+        from worker.asr import WhisperAsr, resolve_model_path
+
+        name = name or self.settings.asr_model
+        with self._lock:
+            if name not in self._asr:
+                path = resolve_model_path(
+                    name, profile=self.settings.profile, model_dir=self.settings.model_dir
+                )
+                self._asr[name] = WhisperAsr(
+                    path,
+                    name=name,
+                    device=self.device,
+                    compute_type=self.compute_type,
+                    cpu_threads=self.threads,
+                    use_whisperx=self.uses_alignment_model,
+                    batch_size=self.settings.batch_size,
+                    download_root=str(self.settings.model_dir / "hub"),
+                )
+            return self._asr[name]
+
+    def aligner(self, language: str) -> Any:
+        from worker.asr import Aligner, set_nltk_data
+
+        with self._lock:
+            if not self._nltk_set:
+                set_nltk_data(self.settings.model_dir / "nltk_data")
+                self._nltk_set = True
+            if language not in self._aligners:
+                self._aligners[language] = Aligner(
+                    language, self.device, model_dir=str(self.settings.model_dir / "hub")
+                )
+            return self._aligners[language]
+
+    # --- lifecycle ----------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load the default models now (worker start), so the first job does not wait
+        and configuration errors surface at start-up."""
+        self.diarizer()
+        self.asr()
+        log.info(
+            "models loaded profile=%s asr=%s device=%s compute_type=%s threads=%d",
+            self.settings.profile, self.settings.asr_model, self.device, self.compute_type,
+            self.threads,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "profile": self.settings.profile,
+            "device": self.device,
+            "compute_type": self.compute_type,
+            "threads": self.threads,
+        }
+
+
+def get_registry(settings: Settings | None = None) -> ModelRegistry:
+    """The registry of this process (a forked child gets its own, empty one)."""
+    global _registry, _registry_pid
+    with _lock:
+        if _registry is None or _registry_pid != os.getpid():
+            _registry = ModelRegistry(settings)
+            _registry_pid = os.getpid()
+        return _registry
