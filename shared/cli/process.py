@@ -1,0 +1,121 @@
+"""``diarq process FILE``: run the pipeline locally, no service needed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from shared.renderers import FORMATS
+
+
+def _progress_bar():  # type: ignore[no-untyped-def]
+    """A tqdm bar on stderr: one bar per stage, percent of that stage."""
+    from tqdm import tqdm
+
+    state: dict[str, object] = {"stage": None, "bar": None}
+
+    def update(stage: str, fraction: float) -> None:
+        bar = state["bar"]
+        if stage != state["stage"]:
+            if bar is not None:
+                bar.close()  # type: ignore[attr-defined]
+            bar = tqdm(total=100, desc=f"{stage:<10}", unit="%", file=sys.stderr,
+                       bar_format="{desc} {bar} {n:3.0f}% [{elapsed}]", leave=True)
+            state["stage"], state["bar"] = stage, bar
+        bar.n = round(fraction * 100, 1)  # type: ignore[attr-defined]
+        bar.refresh()  # type: ignore[attr-defined]
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()  # type: ignore[attr-defined]
+
+    return update, close
+
+
+@click.command("process")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--num-speakers", type=int, help="Exact number of speakers, when known.")
+@click.option("--min-speakers", type=int, help="At least this many speakers.")
+@click.option("--max-speakers", type=int, help="At most this many speakers.")
+@click.option("--language", help="Language code (en, de, ru...); detected when absent.")
+@click.option("--participants", help='Names in order of first appearance: "Anna,Boris".')
+@click.option("--prompt", help="Initial prompt: names, terms, spelling the model should use.")
+@click.option("--asr-model", help="Whisper model (offline: base, tiny.en) or a local directory.")
+@click.option("--no-diarize", is_flag=True, help="Transcribe only; no speakers.")
+@click.option("--no-align", is_flag=True, help="Segment-level times only (faster).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="txt", show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write here instead of standard output.")
+@click.option("--timeline", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also draw who spoke when into this PNG.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def process(
+    file: Path,
+    num_speakers: int | None,
+    min_speakers: int | None,
+    max_speakers: int | None,
+    language: str | None,
+    participants: str | None,
+    prompt: str | None,
+    asr_model: str | None,
+    no_diarize: bool,
+    no_align: bool,
+    fmt: str,
+    output: Path | None,
+    timeline: Path | None,
+    quiet: bool,
+) -> None:
+    """Transcribe FILE with speakers (who said what, when)."""
+    from shared.options import parse_options
+
+    # validate everything before loading any model
+    options = parse_options(
+        {
+            "num_speakers": num_speakers,
+            "min_speakers": min_speakers,
+            "max_speakers": max_speakers,
+            "language": language,
+            "participants": participants,
+            "prompt": prompt,
+            "asr_model": asr_model,
+            "diarize": not no_diarize,
+            "align": not no_align,
+        }
+    )
+    from worker.audio import probe_audio
+
+    probe_audio(file)  # missing / empty / not audio: fail now, before models load
+
+    from shared.renderers import render
+    from worker.pipeline import run_pipeline
+
+    update, close = _progress_bar() if not quiet else (None, lambda: None)
+    try:
+        result = run_pipeline(file, options, progress=update, job_id=file.stem)
+    finally:
+        close()
+    text = render(result, fmt)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+    if timeline is not None:
+        from shared.timeline import draw_timeline
+
+        draw_timeline(result, timeline)
+        click.echo(f"wrote {timeline}", err=True)
+    t = result.timings
+    if not quiet and result.audio.duration:
+        click.echo(
+            f"{result.audio.duration:.1f} s of audio in {t.get('total', 0):.1f} s "
+            f"(real-time factor {t.get('total', 0) / result.audio.duration:.3f}); "
+            f"{len(result.speakers)} speakers, language {result.language or '-'}",
+            err=True,
+        )
+
+
+def register(group: click.Group) -> None:
+    group.add_command(process)
