@@ -1,0 +1,53 @@
+"""Flask API: app factory ``create_app(config=None)`` and its blueprints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from api.errors import register_error_handlers
+from api.upload import UploadRequest, discard_unclaimed_uploads
+from shared.logging import setup_logging
+from shared.settings import Settings, get_settings
+
+
+class Diarq:
+    """Per-app services (settings, Celery producer), reached via ``current_app``."""
+
+    def __init__(self, settings: Settings):
+        from worker.celery_app import make_celery
+
+        self.settings = settings
+        self.celery = make_celery(settings)
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["diarq"] = self
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` may hold ``DIARQ_SETTINGS`` (a Settings object) and
+    any Flask config keys; settings otherwise come from the environment."""
+    config = dict(config or {})
+    settings: Settings = config.pop("DIARQ_SETTINGS", None) or get_settings()
+    setup_logging(settings.log_level)
+
+    app = Flask(__name__)
+    app.request_class = UploadRequest
+    # multipart overhead on top of the file itself; the file limit is enforced exactly
+    # while streaming (api/upload.py)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1024 * 1024
+    app.json.sort_keys = False
+    app.config.update(config)
+    Diarq(settings).init_app(app)
+
+    from api.compat import bp as compat_bp
+    from api.health import bp as health_bp
+    from api.jobs import bp as jobs_bp
+
+    app.register_blueprint(jobs_bp)
+    app.register_blueprint(compat_bp)
+    app.register_blueprint(health_bp)
+    register_error_handlers(app)
+    app.teardown_request(discard_unclaimed_uploads)
+    return app

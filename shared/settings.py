@@ -54,6 +54,21 @@ class Settings(BaseSettings):
     # bench-only: replace the speech pipeline with a no-op that sleeps this many
     # seconds; never set in production (results say so).
     bench_trivial_pipeline_s: float | None = None
+    # queue the API sends jobs to ("cpu" or "gpu"); workers listen on worker_queues
+    job_queue: str = "cpu"
+    worker_concurrency: int = Field(1, ge=1)
+    # per-job time limit: base + factor x audio duration (soft limit; hard = soft + 60 s)
+    job_time_limit_base_s: float = Field(600.0, gt=0)
+    job_time_limit_factor: float = Field(3.0, gt=0)
+    # Redis redelivers an unacknowledged task after this long; None: above the longest job
+    broker_visibility_timeout_s: float | None = Field(None, gt=0)
+    # prefix for every broker key (lets tests and several deployments share one Redis)
+    broker_key_prefix: str = ""
+    reaper_interval_s: float = Field(30.0, gt=0)
+    # queued rows older than this are enqueued again (their message may be lost)
+    requeue_queued_after_s: float = Field(1800.0, gt=0)
+    api_workers: int = Field(2, ge=1)  # gunicorn processes of `diarq api`
+    log_level: str = "INFO"
 
     hf_token: SecretStr | None = Field(default=None, exclude=True)
 
@@ -63,6 +78,26 @@ class Settings(BaseSettings):
         if not v.startswith(("sqlite", "postgresql")):
             raise ValueError("use sqlite:///path.db or postgresql+psycopg://user@host/db")
         return v
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "filesystem://", "sqla+", "memory://")):
+            raise ValueError(
+                "use redis://host:6379/0 (production) or filesystem:///path/to/dir (embedded)"
+            )
+        return v
+
+    @property
+    def visibility_timeout_s(self) -> float:
+        """Redis redelivery delay: above the time limit of the longest accepted job."""
+        if self.broker_visibility_timeout_s is not None:
+            return self.broker_visibility_timeout_s
+        return self.job_time_limit_s(self.max_audio_seconds) + 600
+
+    def job_time_limit_s(self, audio_seconds: float | None) -> float:
+        """Soft time limit of one job, derived from its audio duration."""
+        return self.job_time_limit_base_s + self.job_time_limit_factor * (audio_seconds or 0.0)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -1,0 +1,70 @@
+"""Every error is JSON ``{"error": {"code", "message"}}``: 404, 405, 413, 500 included."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import DiarqError
+from shared.redact import redact
+from shared.storage import UploadTooLarge
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "upload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(DiarqError):
+    """An error answered as-is (status + code + message)."""
+
+
+def error_response(status: int, code: str, message: str):  # noqa: ANN201 (flask response)
+    resp = jsonify({"error": {"code": code, "message": redact(message)}})
+    resp.status_code = status
+    return resp
+
+
+def register_error_handlers(app: Flask) -> None:
+    max_mb = app.extensions["diarq"].settings.max_upload_mb
+
+    @app.errorhandler(DiarqError)
+    def _diarq(exc: DiarqError):  # noqa: ANN202
+        return error_response(exc.http_status, exc.code, exc.message)
+
+    @app.errorhandler(UploadTooLarge)
+    def _too_large(_exc: UploadTooLarge):  # noqa: ANN202
+        return error_response(413, "upload_too_large",
+                              f"the upload is larger than {max_mb} MB; send a smaller file "
+                              "(or raise DIARQ_MAX_UPLOAD_MB on the server)")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):  # noqa: ANN202
+        status = exc.code or 500
+        if status == 413:
+            return _too_large(UploadTooLarge(0))
+        message = exc.description or exc.name
+        if status == 404:
+            message = "no such resource; see /openapi.json for the API"
+        resp = error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # noqa: ANN202
+        log.exception("unhandled error in request")
+        return error_response(500, "internal_error",
+                              "the server hit an unexpected error; try again, and report it "
+                              "to the operator if it persists")

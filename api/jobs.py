@@ -1,0 +1,131 @@
+"""/v1/jobs: submit, status, list, result, delete."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import and_, or_, select
+
+from api.errors import ApiError
+from api.serialize import iso, job_to_dict
+from api.submit import form_options, submit
+from shared import jobs
+from shared.db import session_scope
+from shared.models import FAILED, STATUSES, SUCCEEDED, Job, JobResult
+from shared.storage import Storage
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+
+def _settings():  # noqa: ANN202
+    return current_app.extensions["diarq"].settings
+
+
+@bp.post("")
+def create_job():  # noqa: ANN201
+    return submit("file", form_options(exclude={"file"}))
+
+
+def _get_job(session, job_id: str) -> Job:  # noqa: ANN001
+    job = session.get(Job, job_id) if len(job_id) <= 36 else None
+    if job is None:
+        raise ApiError(f"no job with id {job_id}", code="job_not_found", http_status=404)
+    return job
+
+
+@bp.get("/<job_id>")
+def get_job(job_id: str):  # noqa: ANN201
+    with session_scope(_settings()) as session:
+        return jsonify(job_to_dict(_get_job(session, job_id)))
+
+
+@bp.get("")
+def list_jobs():  # noqa: ANN201
+    status = request.args.get("status")
+    if status is not None and status not in STATUSES:
+        raise ApiError(f"status must be one of {', '.join(STATUSES)}", code="invalid_request",
+                       http_status=422)
+    try:
+        limit = int(request.args.get("limit", 20))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise ApiError("limit must be an integer from 1 to 100", code="invalid_request",
+                       http_status=422)
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    if status:
+        query = query.where(Job.status == status)
+    cursor = request.args.get("cursor")
+    if cursor:
+        created, last_id = _decode_cursor(cursor)
+        query = query.where(or_(Job.created_at < created,
+                                and_(Job.created_at == created, Job.id < last_id)))
+    with session_scope(_settings()) as session:
+        rows = list(session.scalars(query))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1])
+    return jsonify({"jobs": [job_to_dict(j) for j in rows], "next_cursor": next_cursor})
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = json.dumps([iso(job.created_at), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, last_id = json.loads(raw)
+        return datetime.fromisoformat(created.replace("Z", "+00:00")), str(last_id)
+    except (binascii.Error, ValueError, TypeError):
+        raise ApiError("invalid cursor; pass next_cursor from the previous page",
+                       code="invalid_request", http_status=422) from None
+
+
+@bp.get("/<job_id>/result")
+def get_result(job_id: str):  # noqa: ANN201
+    from shared.renderers import CONTENT_TYPES, FORMATS, render
+    from shared.result import Result
+
+    fmt = request.args.get("format", "json")
+    if fmt not in FORMATS:
+        raise ApiError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}",
+                       code="invalid_format", http_status=422)
+    with session_scope(_settings()) as session:
+        job = _get_job(session, job_id)
+        if job.deleted_at is not None:
+            raise ApiError("this job was deleted, and its result with it",
+                           code="result_deleted", http_status=404)
+        if job.status != SUCCEEDED:
+            detail = ""
+            if job.status == FAILED and job.error_code:
+                detail = f" ({job.error_code}: {job.error_message})"
+            raise ApiError(f"the job is {job.status}{detail}; a result exists once it has "
+                           "succeeded", code="job_not_succeeded", http_status=409)
+        row = session.get(JobResult, job_id)
+        if row is None:
+            raise ApiError("the result is missing", code="result_missing", http_status=500)
+        data = row.data
+    body = render(Result.from_dict(data), fmt)
+    resp = Response(body, content_type=CONTENT_TYPES[fmt])
+    if fmt != "json":
+        resp.headers["Content-Disposition"] = f'inline; filename="{job_id}.{fmt}"'
+    return resp
+
+
+@bp.delete("/<job_id>")
+def delete_job(job_id: str):  # noqa: ANN201
+    settings = _settings()
+    with session_scope(settings) as session:
+        _get_job(session, job_id)
+        job = jobs.cancel_and_delete(session, job_id)
+        audio = job.audio_path if job else None
+    # a running worker sees `canceled` at its next check and stops; its writes are no-ops
+    Storage(settings).delete(audio)
+    return Response(status=204)

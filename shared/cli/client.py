@@ -1,0 +1,175 @@
+"""Client commands against a running diarq server: submit, status, result.
+
+They speak plain HTTP (requests), exactly like any other client of the API.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shared.errors import DiarqError
+
+DEFAULT_SERVER = "http://127.0.0.1:3001"
+STAGES = ("decode", "diarize", "transcribe", "align", "assign")
+FORMATS = ("json", "srt", "vtt", "txt", "tsv", "rttm")
+TERMINAL = ("succeeded", "failed", "canceled")
+
+
+class ClientError(DiarqError):
+    code = "client_error"
+
+
+def _check(resp: Any) -> Any:
+    if resp.status_code >= 400:
+        try:
+            err = resp.json()["error"]
+            raise ClientError(err["message"], code=err["code"])
+        except (ValueError, KeyError, TypeError):
+            raise ClientError(f"HTTP {resp.status_code} from server") from None
+    return resp
+
+
+def _request(method: str, url: str, **kwargs: Any) -> Any:
+    import requests
+
+    try:
+        return _check(requests.request(method, url, timeout=kwargs.pop("timeout", 60), **kwargs))
+    except requests.ConnectionError:
+        base = url.split("/v1/")[0]
+        raise ClientError(f"cannot reach the diarq server at {base}; start it with `diarq up` "
+                          "or pass --server URL", code="server_unreachable") from None
+
+
+def submit_file(server: str, path: Path, options: dict[str, Any]) -> dict[str, Any]:
+    data = {k: str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in options.items() if v is not None}
+    with open(path, "rb") as fh:
+        return _request("POST", f"{server}/v1/jobs", files={"file": (path.name, fh)},
+                        data=data, timeout=600).json()
+
+
+def get_job(server: str, job_id: str) -> dict[str, Any]:
+    return _request("GET", f"{server}/v1/jobs/{job_id}").json()
+
+
+def get_result(server: str, job_id: str, fmt: str) -> str:
+    return _request("GET", f"{server}/v1/jobs/{job_id}/result",
+                    params={"format": fmt}).content.decode("utf-8")
+
+
+def overall_progress(job: dict[str, Any]) -> float:
+    """0..1 across the stages (each stage counted equally)."""
+    if job["status"] == "succeeded":
+        return 1.0
+    stage = job.get("stage")
+    if stage not in STAGES:
+        return 0.0
+    return (STAGES.index(stage) + float(job.get("progress") or 0.0)) / len(STAGES)
+
+
+def wait_for(server: str, job_id: str, *, show_progress: bool = True,
+             poll_s: float = 0.5, timeout_s: float | None = None) -> dict[str, Any]:
+    """Poll until the job finishes, with a tqdm bar; returns the final job."""
+    from tqdm import tqdm
+
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    bar = tqdm(total=100, unit="%", disable=not show_progress, file=sys.stderr,
+               bar_format="{desc:<20} {bar} {n:.0f}% [{elapsed}]")
+    try:
+        while True:
+            job = get_job(server, job_id)
+            bar.set_description_str(f"{job['status']}" + (f" {job['stage']}" if job["stage"]
+                                                          else ""))
+            bar.n = round(100 * overall_progress(job), 1)
+            bar.refresh()
+            if job["status"] in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise ClientError(f"job {job_id} did not finish within {timeout_s:.0f} s",
+                                  code="wait_timeout")
+            time.sleep(poll_s)
+    finally:
+        bar.close()
+
+
+def explain_failure(job: dict[str, Any]) -> ClientError:
+    err = job.get("error") or {}
+    if job["status"] == "canceled":
+        return ClientError(f"job {job['id']} was canceled", code="job_canceled")
+    return ClientError(f"job {job['id']} failed: {err.get('message', 'no message')}",
+                       code=err.get("code", "job_failed"))
+
+
+server_option = click.option("--server", envvar="DIARQ_SERVER", default=DEFAULT_SERVER,
+                             show_default=True, help="Base URL of the diarq API.")
+
+
+@click.command("submit")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@server_option
+@click.option("--num-speakers", type=int, help="Exact number of speakers, when known.")
+@click.option("--min-speakers", type=int)
+@click.option("--max-speakers", type=int)
+@click.option("--language", help="Language code; detected when absent.")
+@click.option("--participants", help='Names in order of first appearance: "Anna,Boris".')
+@click.option("--prompt", help="Initial prompt for transcription.")
+@click.option("--asr-model")
+@click.option("--no-diarize", is_flag=True)
+@click.option("--no-align", is_flag=True)
+@click.option("--wait", is_flag=True, help="Wait for the job and print its result.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="txt", show_default=True,
+              help="Result format printed with --wait.")
+def submit_cmd(file: Path, server: str, no_diarize: bool, no_align: bool, wait: bool,
+               fmt: str, **options: Any) -> None:
+    """Upload FILE as a new job; print its id (or, with --wait, its result)."""
+    if no_diarize:
+        options["diarize"] = False
+    if no_align:
+        options["align"] = False
+    job = submit_file(server.rstrip("/"), file, options)
+    if not wait:
+        click.echo(job["id"])
+        return
+    click.echo(f"job {job['id']}", err=True)
+    done = wait_for(server.rstrip("/"), job["id"])
+    if done["status"] != "succeeded":
+        raise explain_failure(done)
+    click.echo(get_result(server.rstrip("/"), job["id"], fmt), nl=False)
+
+
+@click.command("status")
+@click.argument("job_id")
+@server_option
+@click.option("--wait", is_flag=True, help="Wait until the job finishes (progress bar).")
+def status_cmd(job_id: str, server: str, wait: bool) -> None:
+    """Show a job's status, stage and progress."""
+    import json
+
+    job = wait_for(server.rstrip("/"), job_id) if wait else get_job(server.rstrip("/"), job_id)
+    click.echo(json.dumps(job, indent=2))
+
+
+@click.command("result")
+@click.argument("job_id")
+@server_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of stdout.")
+def result_cmd(job_id: str, server: str, fmt: str, output: Path | None) -> None:
+    """Fetch a succeeded job's result."""
+    text = get_result(server.rstrip("/"), job_id, fmt)
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(submit_cmd)
+    group.add_command(status_cmd)
+    group.add_command(result_cmd)

@@ -1,0 +1,186 @@
+"""Service commands: `diarq db upgrade`, `diarq api`, `diarq worker`, `diarq up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from shared.errors import ConfigError
+from shared.settings import PROJECT_ROOT, Settings, get_settings
+
+# runs `diarq ...` in a child with the same interpreter, wherever the script lives
+DIARQ = [sys.executable, "-c", "from shared.cli import main; main()"]
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations to DIARQ_DATABASE_URL (PostgreSQL or SQLite)."""
+    from shared.db import upgrade
+
+    upgrade(get_settings(), revision)
+    click.echo("database is at the latest schema", err=True)
+
+
+@click.command("api")
+@click.option("--host", help="Bind address (default: DIARQ_HOST).")
+@click.option("--port", type=int, help="Port (default: DIARQ_PORT, 3001).")
+@click.option("--workers", type=int, help="gunicorn processes (default: DIARQ_API_WORKERS).")
+def api_cmd(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the HTTP API with gunicorn (production)."""
+    settings = get_settings()  # invalid configuration fails here, with what to set
+    _check_db(settings)
+    argv = [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"{host or settings.host}:{port or settings.port}",
+        "--workers", str(workers or settings.api_workers),
+        "--worker-class", "gthread", "--threads", "4",
+        "--timeout", "600",  # large uploads on slow links
+        "--graceful-timeout", "10",
+        "--log-level", settings.log_level.lower(),
+        "api.wsgi:app",
+    ]
+    os.chdir(PROJECT_ROOT)
+    os.execv(sys.executable, argv)
+
+
+@click.command("worker")
+@click.option("--queues", "-Q", help="Comma-separated queues (default: DIARQ_WORKER_QUEUES).")
+@click.option("--concurrency", "-c", type=int,
+              help="Processes (default: DIARQ_WORKER_CONCURRENCY; one per GPU).")
+@click.option("--hostname", "-n", help="Worker name (default: diarq@<host>-<pid>).")
+@click.option("--loglevel", "-l", default=None, help="Log level (default: DIARQ_LOG_LEVEL).")
+def worker_cmd(queues: str | None, concurrency: int | None, hostname: str | None,
+               loglevel: str | None) -> None:
+    """Run a Celery worker; models load once per process, after fork."""
+    settings = get_settings()
+    _check_db(settings)
+    from worker.tasks import app
+
+    argv = [
+        "worker",
+        "--queues", queues or settings.worker_queues,
+        "--concurrency", str(concurrency or settings.worker_concurrency),
+        "--hostname", hostname or f"diarq@{socket.gethostname()}-{os.getpid()}",
+        "--loglevel", (loglevel or settings.log_level).upper(),
+        "--without-mingle", "--without-gossip",
+    ]
+    app.worker_main(argv)
+
+
+def _check_db(settings: Settings) -> None:
+    from shared.db import check_database
+
+    try:
+        check_database(settings)
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot reach the database ({type(exc).__name__}); check DIARQ_DATABASE_URL and "
+            "run `diarq db upgrade`"
+        ) from None
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    # own process group, so stopping it also stops its children (gunicorn/celery pools)
+    return subprocess.Popen(DIARQ + args, env=env, cwd=PROJECT_ROOT, start_new_session=True)
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    # SIGTERM to the main process only: gunicorn and celery then stop their children
+    # cleanly; the process group is killed only if that takes too long
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def _wait_ready(url: str, procs: list[subprocess.Popen], timeout_s: float = 60) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise ConfigError(f"a service process exited at start (code {p.returncode}); "
+                                  "see the messages above")
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    raise ConfigError(f"the API did not become ready at {url} within {timeout_s:.0f} s")
+
+
+@click.command("up")
+@click.option("--port", type=int, help="API port (default: DIARQ_PORT, 3001).")
+@click.option("--demo", "demo", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Submit this recording, print who said what, then stop.")
+@click.option("--format", "fmt", default="txt", show_default=True,
+              type=click.Choice(["json", "srt", "vtt", "txt", "tsv", "rttm"]),
+              help="Format printed by --demo.")
+def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
+    """Everything on this machine: migrations, the API and one worker.
+
+    Defaults need no external service: SQLite, local storage and a filesystem broker
+    under var/. Point DIARQ_DATABASE_URL / DIARQ_BROKER_URL elsewhere to use real ones.
+    """
+    from shared.db import upgrade
+
+    settings = get_settings()
+    upgrade(settings)
+    port = port or settings.port
+    url = f"http://{settings.host}:{port}"
+    env = dict(os.environ, DIARQ_PORT=str(port), PYANNOTE_METRICS_ENABLED="0")
+    procs = [
+        _spawn(["api", "--port", str(port), "--workers", "1"], env),
+        _spawn(["worker", "--concurrency", "1"], env),
+    ]
+    try:
+        _wait_ready(url, procs)
+        click.echo(f"diarq is up: API {url}  (Ctrl-C stops it)", err=True)
+        if demo is None:
+            while all(p.poll() is None for p in procs):
+                time.sleep(1)
+            raise ConfigError("a service process stopped; see the messages above")
+        _run_demo(url, demo, fmt)
+    except KeyboardInterrupt:
+        click.echo("stopping", err=True)
+    finally:
+        _stop(procs)
+
+
+def _run_demo(url: str, path: Path, fmt: str) -> None:
+    from shared.cli.client import explain_failure, get_result, submit_file, wait_for
+
+    job = submit_file(url, path, {})
+    click.echo(f"submitted {path.name} as job {job['id']}", err=True)
+    done = wait_for(url, job["id"])
+    if done["status"] != "succeeded":
+        raise explain_failure(done)
+    click.echo(get_result(url, job["id"], fmt), nl=False)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(db_group)
+    group.add_command(api_cmd)
+    group.add_command(worker_cmd)
+    group.add_command(up_cmd)

@@ -1,0 +1,238 @@
+"""Job state machine. Every transition is a conditional UPDATE (compare-and-set), so
+a duplicate task delivery, a reaped attempt or a cancelled job never does work twice
+or writes a second result.
+
+    queued --claim--> running --succeed--> succeeded
+       ^                 |  \\--fail-----> failed
+       |                 |   \\-cancel---> canceled  (also from queued)
+       +--reaper requeue-+  (stale heartbeat, attempts left)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from shared.models import (
+    CANCELED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Job,
+    JobResult,
+    utcnow,
+)
+
+WORKER_LOST = "worker_lost"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker needs to run one attempt; read before the session closes."""
+
+    job_id: str
+    token: str
+    attempt: int
+    audio_path: str | None
+    audio_duration: float | None
+    options: dict[str, Any]
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything stored is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def claim(
+    session: Session, job_id: str, *, token: str, worker: str, stale_after_s: float,
+    max_attempts: int,
+) -> Claim | None:
+    """queued (or running with a stale heartbeat) -> running, owned by ``token``.
+
+    Returns None when the delivery must do nothing: the job is running elsewhere,
+    finished, cancelled, deleted, unknown, or out of attempts (then it is failed here).
+    """
+    now = utcnow()
+    stale_before = now - timedelta(seconds=stale_after_s)
+    claimable = and_(
+        Job.id == job_id,
+        Job.deleted_at.is_(None),
+        or_(Job.status == QUEUED, and_(Job.status == RUNNING, Job.heartbeat_at < stale_before)),
+    )
+    res = session.execute(
+        update(Job)
+        .where(claimable, Job.attempts < max_attempts)
+        .values(
+            status=RUNNING, claim_token=token, worker=worker, attempts=Job.attempts + 1,
+            started_at=now, heartbeat_at=now, stage=None, progress=0.0, updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:
+        # still claimable but out of attempts: the job keeps killing workers
+        session.execute(
+            update(Job)
+            .where(claimable, Job.attempts >= max_attempts)
+            .values(**_failed_values(now, WORKER_LOST, _lost_message(max_attempts)))
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        return None
+    row = session.execute(
+        select(Job.attempts, Job.audio_path, Job.audio_duration, Job.options).where(
+            Job.id == job_id
+        )
+    ).one()
+    session.commit()
+    return Claim(job_id, token, row.attempts, row.audio_path, row.audio_duration,
+                 dict(row.options or {}))
+
+
+def _lost_message(max_attempts: int) -> str:
+    return (
+        f"the job was interrupted {max_attempts} times (its worker stopped answering: crashed, "
+        "killed, or out of memory); check the worker logs and memory, then submit it again"
+    )
+
+
+def _failed_values(now: datetime, code: str, message: str) -> dict[str, Any]:
+    return dict(status=FAILED, error_code=code, error_message=message, finished_at=now,
+                updated_at=now)
+
+
+def _owned(job_id: str, token: str):  # noqa: ANN202 (SQL expression)
+    return and_(Job.id == job_id, Job.claim_token == token, Job.status == RUNNING)
+
+
+def heartbeat(session: Session, job_id: str, token: str, *, stage: str | None = None,
+              progress: float | None = None) -> bool:
+    """Refresh the heartbeat (and progress); False when this attempt no longer owns the job."""
+    now = utcnow()
+    values: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
+    if stage is not None:
+        values["stage"] = stage
+    if progress is not None:
+        values["progress"] = max(0.0, min(1.0, progress))
+    res = session.execute(update(Job).where(_owned(job_id, token)).values(**values)
+                          .execution_options(synchronize_session=False))
+    session.commit()
+    return res.rowcount == 1
+
+
+def succeed(session: Session, job_id: str, token: str, result: dict[str, Any]) -> bool:
+    """running -> succeeded and store the result, in one transaction; at most once per job."""
+    now = utcnow()
+    res = session.execute(
+        update(Job).where(_owned(job_id, token))
+        .values(status=SUCCEEDED, stage=None, progress=1.0, finished_at=now, updated_at=now,
+                error_code=None, error_message=None)
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:
+        session.rollback()
+        return False
+    _insert_result(session, job_id, result)
+    session.commit()
+    return True
+
+
+def _insert_result(session: Session, job_id: str, data: dict[str, Any]) -> None:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(JobResult).values(job_id=job_id, data=data, created_at=utcnow())
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["job_id"]))
+
+
+def fail(session: Session, job_id: str, token: str, code: str, message: str) -> bool:
+    res = session.execute(update(Job).where(_owned(job_id, token))
+                          .values(**_failed_values(utcnow(), code, message))
+                          .execution_options(synchronize_session=False))
+    session.commit()
+    return res.rowcount == 1
+
+
+def is_cancelled(session: Session, job_id: str, token: str) -> bool:
+    """True when this attempt should stop: cancelled, deleted, or taken over by another."""
+    row = session.execute(
+        select(Job.status, Job.claim_token, Job.deleted_at).where(Job.id == job_id)
+    ).one_or_none()
+    session.commit()
+    return row is None or row.status != RUNNING or row.claim_token != token or \
+        row.deleted_at is not None
+
+
+def cancel_and_delete(session: Session, job_id: str) -> Job | None:
+    """Cancel a queued/running job and forget its result; returns the job (None if unknown)."""
+    now = utcnow()
+    job = session.get(Job, job_id)
+    if job is None or job.deleted_at is not None:
+        return None
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_((QUEUED, RUNNING)))
+        .values(status=CANCELED, finished_at=now, updated_at=now, claim_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Job).where(Job.id == job_id).values(deleted_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(delete(JobResult).where(JobResult.job_id == job_id))
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def reap_stale_running(session: Session, *, stale_after_s: float,
+                       max_attempts: int) -> tuple[list[str], list[str]]:
+    """Requeue running jobs whose worker stopped heart-beating; fail those out of attempts.
+
+    Returns (requeued ids, failed ids). The caller enqueues the requeued ones.
+    """
+    now = utcnow()
+    stale_before = now - timedelta(seconds=stale_after_s)
+    stale = and_(Job.status == RUNNING, Job.heartbeat_at < stale_before)
+    ids = session.execute(select(Job.id, Job.attempts).where(stale)).all()
+    requeued, failed = [], []
+    for job_id, attempts in ids:
+        cond = and_(stale, Job.id == job_id)
+        if attempts >= max_attempts:
+            res = session.execute(update(Job).where(cond).values(
+                **_failed_values(now, WORKER_LOST, _lost_message(max_attempts)))
+                .execution_options(synchronize_session=False))
+            if res.rowcount:
+                failed.append(job_id)
+        else:
+            res = session.execute(update(Job).where(cond).values(
+                status=QUEUED, claim_token=None, worker=None, stage=None, progress=0.0,
+                enqueued_at=now, updated_at=now).execution_options(synchronize_session=False))
+            if res.rowcount:
+                requeued.append(job_id)
+        session.commit()
+    return requeued, failed
+
+
+def reap_old_queued(session: Session, *, older_than_s: float) -> list[str]:
+    """Queued rows whose message may be gone (broker restarted): mark re-enqueued, return ids."""
+    now = utcnow()
+    cond = and_(Job.status == QUEUED, Job.deleted_at.is_(None),
+                Job.enqueued_at < now - timedelta(seconds=older_than_s))
+    ids = [r[0] for r in session.execute(select(Job.id).where(cond)).all()]
+    taken = []
+    for job_id in ids:
+        # CAS on enqueued_at: two reapers never both re-enqueue the same row
+        res = session.execute(update(Job).where(cond, Job.id == job_id)
+                              .values(enqueued_at=now).execution_options(synchronize_session=False))
+        if res.rowcount:
+            taken.append(job_id)
+        session.commit()
+    return taken

@@ -1,0 +1,106 @@
+"""The Celery app, configured from the same Settings object as the API.
+
+Light on purpose: the API imports it to send tasks by name, so nothing here loads
+torch or models. Model loading happens in worker.tasks after fork.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from celery import Celery
+from kombu import Queue
+
+from shared.settings import Settings, get_settings
+
+TASK_NAME = "diarq.process_job"
+QUEUES = ("gpu", "cpu")
+
+
+def filesystem_broker_dir(broker_url: str) -> Path | None:
+    """``filesystem:///abs/dir`` -> that directory (None for other brokers)."""
+    if not broker_url.startswith("filesystem://"):
+        return None
+    path = urlparse(broker_url).path
+    if not path or path == "/":
+        raise ValueError("DIARQ_BROKER_URL=filesystem:///path/to/dir needs a directory")
+    return Path(path)
+
+
+def _broker(settings: Settings) -> tuple[str, dict]:
+    options: dict = {}
+    folder = filesystem_broker_dir(settings.broker_url)
+    if folder is not None:
+        # kombu's filesystem transport: messages are files; one folder in and out so the
+        # API (producer) and worker (consumer) on the same machine meet there.
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        options = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+        return "filesystem://", options
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        # an unacknowledged task is redelivered after this: keep it above the longest job
+        options = {"visibility_timeout": settings.visibility_timeout_s}
+        if settings.broker_key_prefix:
+            options["global_keyprefix"] = settings.broker_key_prefix
+    return settings.broker_url, options
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    url, transport_options = _broker(settings)
+    app = Celery("diarq", broker=url, set_as_current=False)
+    app.conf.update(
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        # the DB is the only source of truth: no result backend
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        # at-least-once: ack after the task ran; a killed worker's task is redelivered
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(q, routing_key=q) for q in QUEUES],
+        task_default_queue=settings.job_queue,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        # publishing must not hang an API request when the broker is down: the row is
+        # already committed as queued and the reaper enqueues it again later
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
+                                   "interval_step": 0.5, "interval_max": 1},
+        broker_connection_timeout=3,
+    )
+    if filesystem_broker_dir(settings.broker_url) is not None:
+        # remote control (pidbox) needs fanout exchanges; not needed for one embedded worker
+        app.conf.worker_enable_remote_control = False
+    app.conf.diarq_settings = settings
+    return app
+
+
+def job_time_limits(settings: Settings, audio_seconds: float | None) -> tuple[float, float]:
+    """(soft, hard) time limit of one job, from its audio duration."""
+    soft = settings.job_time_limit_s(audio_seconds)
+    return soft, soft + 60
+
+
+def enqueue_job(app: Celery, settings: Settings, job_id: str, *, queue: str,
+                audio_seconds: float | None) -> None:
+    """Send ``diarq.process_job(job_id)``: ids only, never audio bytes."""
+    soft, hard = job_time_limits(settings, audio_seconds)
+    app.send_task(TASK_NAME, args=[job_id], queue=queue, routing_key=queue,
+                  soft_time_limit=soft, time_limit=hard)
+
+
+# `celery -A worker.celery_app` finds this; `diarq worker` uses it too
+app = make_celery()

@@ -1,0 +1,172 @@
+"""One attempt of one job: claim (CAS) -> close session -> pipeline -> reopen -> persist.
+
+Kept apart from Celery so the task stays a one-liner; only ids travel in messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from shared import jobs
+from shared.db import session_scope
+from shared.errors import DiarqError
+from shared.logging import job_context
+from shared.options import parse_options
+from shared.redact import redact
+from shared.settings import Settings
+from shared.storage import Storage
+
+log = logging.getLogger(__name__)
+
+INTERNAL_MESSAGE = (
+    "an unexpected error stopped this job; submit it again, and if it fails again "
+    "report the job id to the operator (details are in the worker log)"
+)
+
+
+class JobMonitor:
+    """Background thread of a running attempt: heartbeat + throttled progress writes.
+
+    Progress callbacks only record the latest (stage, fraction); this thread writes
+    at most once per ``progress_interval_s`` and at least once per heartbeat interval.
+    When a write finds the job no longer ours (cancelled, reaped) it flags cancellation.
+    """
+
+    def __init__(self, settings: Settings, job_id: str, token: str):
+        self.settings = settings
+        self.job_id = job_id
+        self.token = token
+        self._stage: str | None = None
+        self._fraction = 0.0
+        self._dirty = False
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._last_check = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"job-{job_id[:8]}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def progress(self, stage: str, fraction: float) -> None:
+        with self._lock:
+            self._stage, self._fraction, self._dirty = stage, fraction, True
+
+    def should_cancel(self) -> bool:
+        if self._lost.is_set():
+            return True
+        # the pipeline polls this between stages and (≤ 1/s) inside them; a read each time
+        now = time.monotonic()
+        if now - self._last_check < 0.5:
+            return False
+        self._last_check = now
+        with session_scope(self.settings) as s:
+            if jobs.is_cancelled(s, self.job_id, self.token):
+                self._lost.set()
+        return self._lost.is_set()
+
+    def _run(self) -> None:
+        s = self.settings
+        last_write = time.monotonic()
+        tick = min(0.2, s.progress_interval_s or 0.2, s.heartbeat_interval_s)
+        while not self._stop.wait(tick):
+            now = time.monotonic()
+            with self._lock:
+                dirty = self._dirty
+                stage, fraction = self._stage, self._fraction
+            due_progress = dirty and now - last_write >= s.progress_interval_s
+            if not (due_progress or now - last_write >= s.heartbeat_interval_s):
+                continue
+            try:
+                with session_scope(s) as session:
+                    owned = jobs.heartbeat(session, self.job_id, self.token,
+                                           stage=stage if dirty else None,
+                                           progress=fraction if dirty else None)
+                last_write = now
+                if dirty:
+                    with self._lock:
+                        if (self._stage, self._fraction) == (stage, fraction):
+                            self._dirty = False
+                if not owned:
+                    self._lost.set()
+                    return
+            except Exception:  # a DB hiccup must not kill the job; retry next tick
+                log.warning("heartbeat write failed job_id=%s", self.job_id, exc_info=True)
+
+
+def execute_job(job_id: str, *, settings: Settings, worker_name: str,
+                registry: Any = None, startup_error: DiarqError | None = None) -> str:
+    """Run one delivery of ``diarq.process_job``; returns the outcome (for logs/tests)."""
+    token = str(uuid.uuid4())
+    with job_context(job_id):
+        with session_scope(settings) as session:
+            claim = jobs.claim(session, job_id, token=token, worker=worker_name,
+                               stale_after_s=settings.stale_after_s,
+                               max_attempts=settings.max_attempts)
+        if claim is None:
+            # duplicate delivery, running elsewhere, cancelled, finished or unknown
+            log.info("skipped: job not claimable")
+            return "skipped"
+        log.info("started attempt=%d worker=%s", claim.attempt, worker_name)
+        if startup_error is not None:
+            return _finish_failed(settings, claim, startup_error.code,
+                                  redact(startup_error.message))
+        # the DB session is closed: inference holds no connection or transaction
+        monitor = JobMonitor(settings, job_id, token)
+        monitor.start()
+        try:
+            return _run(settings, claim, monitor, registry)
+        finally:
+            monitor.stop()
+
+
+def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: Any) -> str:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from worker.pipeline import JobCancelled, run_pipeline
+
+    t0 = time.perf_counter()
+    try:
+        if not claim.audio_path:
+            raise DiarqError("the job has no audio (it was deleted); submit it again",
+                             code="audio_missing")
+        options = parse_options(claim.options)
+        path = Storage(settings).path(claim.audio_path)
+        result = run_pipeline(path, options, registry=registry, progress=monitor.progress,
+                              should_cancel=monitor.should_cancel, job_id=claim.job_id)
+    except JobCancelled:
+        log.info("cancelled while running")
+        return "canceled"
+    except SoftTimeLimitExceeded:
+        limit = settings.job_time_limit_s(claim.audio_duration)
+        return _finish_failed(settings, claim, "time_limit_exceeded",
+                              f"the job ran longer than its limit ({limit:.0f} s for this audio); "
+                              "use a faster model or a GPU worker, or raise "
+                              "DIARQ_JOB_TIME_LIMIT_FACTOR")
+    except DiarqError as exc:
+        log.warning("failed code=%s message=%s", exc.code, redact(exc.message))
+        return _finish_failed(settings, claim, exc.code, redact(exc.message))
+    except Exception:
+        log.exception("internal error")
+        return _finish_failed(settings, claim, "internal_error", INTERNAL_MESSAGE)
+    data = result.to_dict()
+    data["job_id"] = claim.job_id
+    with session_scope(settings) as session:
+        stored = jobs.succeed(session, claim.job_id, claim.token, data)
+    log.info("finished outcome=%s seconds=%.3f", "succeeded" if stored else "lost",
+             time.perf_counter() - t0)
+    return "succeeded" if stored else "lost"
+
+
+def _finish_failed(settings: Settings, claim: jobs.Claim, code: str, message: str) -> str:
+    with session_scope(settings) as session:
+        stored = jobs.fail(session, claim.job_id, claim.token, code, message)
+    return "failed" if stored else "lost"

@@ -1,0 +1,69 @@
+"""The reaper: runs as a thread in every worker's main process.
+
+- ``running`` rows whose heartbeat is older than ``stale_after_s`` (worker killed,
+  machine lost) go back to ``queued`` and are enqueued again, or fail with
+  ``worker_lost`` once they used ``max_attempts``;
+- ``queued`` rows older than ``requeue_queued_after_s`` are enqueued again, because
+  their message may be gone (broker restarted without persistence).
+
+Several workers may run reapers at once: every change is a compare-and-set, and a
+duplicate message is harmless (the task's claim skips it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+
+from shared import jobs
+from shared.db import session_scope
+from shared.models import Job
+from shared.settings import Settings
+from worker.celery_app import enqueue_job
+
+log = logging.getLogger(__name__)
+
+
+def reap_once(app: Celery, settings: Settings) -> dict[str, list[str]]:
+    """One pass; returns what it did (ids per action)."""
+    with session_scope(settings) as session:
+        requeued, failed = jobs.reap_stale_running(
+            session, stale_after_s=settings.stale_after_s, max_attempts=settings.max_attempts
+        )
+        resent = jobs.reap_old_queued(session, older_than_s=settings.requeue_queued_after_s)
+        todo = {
+            row.id: (row.queue, row.audio_duration)
+            for row in session.query(Job.id, Job.queue, Job.audio_duration).filter(
+                Job.id.in_(requeued + resent)
+            )
+        }
+    for job_id, (queue, duration) in todo.items():
+        enqueue_job(app, settings, job_id, queue=queue, audio_seconds=duration)
+    for job_id in requeued:
+        log.warning("reaper requeued stale running job job_id=%s", job_id)
+    for job_id in failed:
+        log.warning("reaper failed job out of attempts job_id=%s code=%s", job_id,
+                    jobs.WORKER_LOST)
+    for job_id in resent:
+        log.info("reaper re-enqueued old queued job job_id=%s", job_id)
+    return {"requeued": requeued, "failed": failed, "resent": resent}
+
+
+class Reaper(threading.Thread):
+    def __init__(self, app: Celery, settings: Settings):
+        super().__init__(name="diarq-reaper", daemon=True)
+        self.app = app
+        self.settings = settings
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.settings.reaper_interval_s):
+            try:
+                reap_once(self.app, self.settings)
+            except Exception:  # DB or broker down: try again next round
+                log.warning("reaper pass failed", exc_info=True)
+
+    def stop(self) -> None:
+        self.stopped.set()
