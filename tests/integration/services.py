@@ -1,0 +1,101 @@
+"""Helpers for integration tests: real worker subprocesses, polling, spec validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+ROOT = Path(__file__).resolve().parents[2]
+DIARQ = [sys.executable, "-c", "from shared.cli import main; main()"]
+SPEC = json.loads((ROOT / "api" / "openapi.json").read_text())
+
+
+class WorkerProcess:
+    """`diarq worker` as a subprocess in its own process group, logging to a file."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, *, queues: str = "cpu",
+                 concurrency: int = 1, extra_env: dict[str, str] | None = None):
+        self.name = name
+        self.log_path = log_dir / f"worker-{name}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            DIARQ + ["worker", "--queues", queues, "--concurrency", str(concurrency),
+                     "--hostname", f"{name}@test"],
+            env={**env, **(extra_env or {})}, cwd=ROOT, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited:\n{self.log()[-3000:]}")
+            if " ready." in self.log():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker {self.name} not ready:\n{self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children): a lost machine."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+def wait_until(predicate, timeout: float = 60, interval: float = 0.1, what: str = "condition"):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _schema_for(path: str, method: str, status: int, content_type: str) -> dict[str, Any]:
+    op = SPEC["paths"][path][method.lower()]
+    resp = op["responses"][str(status)]
+    if "$ref" in resp:
+        resp = SPEC["components"]["responses"][resp["$ref"].rsplit("/", 1)[-1]]
+    content = resp.get("content")
+    assert content is not None, f"spec has no body for {method} {path} {status}"
+    media = content_type.split(";")[0].strip()
+    assert media in content, f"{media} not in spec for {method} {path} {status}"
+    return content[media]["schema"]
+
+
+def check_spec(resp, path: str, method: str) -> Any:  # noqa: ANN001
+    """Validate a Flask test-client response against /openapi.json; return its JSON."""
+    assert str(resp.status_code) in SPEC["paths"][path][method.lower()]["responses"], (
+        f"status {resp.status_code} of {method} {path} is not in the spec: {resp.data[:300]!r}"
+    )
+    if resp.status_code == 204:
+        assert resp.data == b""
+        return None
+    schema = _schema_for(path, method, resp.status_code, resp.content_type)
+    if not resp.content_type.startswith("application/json"):
+        return resp.get_data(as_text=True)
+    body = resp.get_json()
+    # root the schema in the spec so "#/components/..." references resolve
+    Draft202012Validator({**schema, "components": SPEC["components"]}).validate(body)
+    return body
