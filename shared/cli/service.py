@@ -94,7 +94,9 @@ def _check_db(settings: Settings) -> None:
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     # own process group, so stopping it also stops its children (gunicorn/celery pools)
-    return subprocess.Popen(DIARQ + args, env=env, cwd=PROJECT_ROOT, start_new_session=True)
+    # their output goes to stderr: stdout carries only what `up --demo` prints
+    return subprocess.Popen(DIARQ + args, env=env, cwd=PROJECT_ROOT, start_new_session=True,
+                            stdout=sys.stderr.fileno())
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:

@@ -1,0 +1,97 @@
+"""The service commands as users run them: `diarq db upgrade` on SQLite, `diarq api`
+(gunicorn) against PostgreSQL + Redis, and the embedded `diarq up --demo`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.integration.services import DIARQ, ROOT, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_db_upgrade_on_sqlite(tmp_path) -> None:  # noqa: ANN001
+    db = tmp_path / "diarq.db"
+    env = {"DIARQ_DATABASE_URL": f"sqlite:///{db}", "PATH": "/usr/bin:/bin"}
+    for args in (["db", "upgrade"], ["db", "upgrade", "--revision", "base"], ["db", "upgrade"]):
+        proc = subprocess.run(DIARQ + args, env=env, cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+    assert {"jobs", "results", "alembic_version"} <= tables
+    assert version == "0001"
+
+
+def test_invalid_configuration_fails_with_what_to_set() -> None:
+    env = {"DIARQ_DATABASE_URL": "mysql://x", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(DIARQ + ["db", "upgrade"], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "DIARQ_DATABASE_URL" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gunicorn_api_serves_jobs(service_env, workers, speech_wav) -> None:  # noqa: ANN001
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(DIARQ + ["api", "--port", str(port), "--workers", "1"],
+                            env=service_env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def ready() -> bool:
+            try:
+                return requests.get(f"{url}/readyz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+        wait_until(ready, timeout=30, interval=0.2, what="gunicorn")
+        with open(speech_wav, "rb") as fh:
+            resp = requests.post(f"{url}/v1/jobs", files={"file": ("s.wav", fh)}, timeout=30)
+        assert resp.status_code == 202
+        job_id = resp.json()["id"]
+        wait_until(lambda: requests.get(f"{url}/v1/jobs/{job_id}", timeout=5).json()["status"]
+                   == "succeeded", timeout=60, what="job via gunicorn")
+        srt = requests.get(f"{url}/v1/jobs/{job_id}/result", params={"format": "srt"},
+                           timeout=5)
+        assert srt.status_code == 200
+        # larger than DIARQ_MAX_UPLOAD_MB=2: JSON 413 from the real server too
+        big = requests.post(f"{url}/v1/jobs", files={"file": ("b.wav", b"\0" * (4 << 20))},
+                            timeout=30)
+        assert big.status_code == 413
+        assert big.json()["error"]["code"] == "upload_too_large"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_embedded_up_demo(tmp_path, speech_wav) -> None:  # noqa: ANN001
+    """`diarq up --demo` with no external service (SQLite + filesystem broker)."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYANNOTE_METRICS_ENABLED": "0",
+        "DIARQ_DATABASE_URL": f"sqlite:///{tmp_path / 'diarq.db'}",
+        "DIARQ_BROKER_URL": f"filesystem://{tmp_path / 'broker'}",
+        "DIARQ_STORAGE_DIR": str(tmp_path / "storage"),
+        "DIARQ_BENCH_TRIVIAL_PIPELINE_S": "0.3",
+    }
+    t0 = time.monotonic()
+    proc = subprocess.run(DIARQ + ["up", "--port", str(free_port()), "--demo", str(speech_wav),
+                                   "--format", "json"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["models"] == {"bench_trivial": True}
+    assert time.monotonic() - t0 < 170  # it stopped by itself

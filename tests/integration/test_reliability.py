@@ -1,0 +1,108 @@
+"""Crash recovery and exactly-once results: SIGKILLed worker, duplicate delivery, reaper."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from shared.db import session_scope
+from shared.models import FAILED, QUEUED, RUNNING, Job, JobResult, utcnow
+from tests.integration.services import WorkerProcess, check_spec, wait_until
+from tests.integration.test_jobs import result_count, submit, wait_done
+
+pytestmark = pytest.mark.integration
+
+
+def test_sigkilled_worker_job_finishes_on_another(app_for_queue, settings, service_env,  # noqa: ANN001
+                                                    log_dir, speech_wav):
+    client = app_for_queue("crash").test_client()
+    victim = WorkerProcess("victim", service_env, log_dir, queues="crash",
+                           extra_env={"DIARQ_BENCH_TRIVIAL_PIPELINE_S": "30"})
+    rescuer = None
+    try:
+        victim.wait_ready()
+        job = check_spec(submit(client, speech_wav), "/v1/jobs", "POST")
+        wait_until(lambda: (client.get(f"/v1/jobs/{job['id']}").get_json()["worker"] or "")
+                   .startswith("victim@"), timeout=30, what="the victim to take the job")
+        victim.kill()  # SIGKILL, main process and pool: nothing gets acked or written
+        rescuer = WorkerProcess("rescuer", service_env, log_dir, queues="crash",
+                                extra_env={"DIARQ_BENCH_TRIVIAL_PIPELINE_S": "0.2"})
+        rescuer.wait_ready()
+        done = wait_done(client, job["id"], timeout=90)
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 2
+        assert done["worker"].startswith("rescuer@")
+        assert result_count(settings, job["id"]) == 1
+        assert f"job_id={job['id']} started attempt=2" in rescuer.log()
+    finally:
+        victim.stop()
+        if rescuer:
+            rescuer.stop()
+
+
+def test_same_task_delivered_twice_gives_one_result(client, app, settings, workers,  # noqa: ANN001
+                                                     speech_wav):
+    from worker.celery_app import enqueue_job
+
+    job = check_spec(submit(client, speech_wav), "/v1/jobs", "POST")
+    # a second message for the same job: what a redelivery or a retried publish produces
+    enqueue_job(app.extensions["diarq"].celery, settings, job["id"], queue="cpu",
+                audio_seconds=job["audio"]["duration"])
+    assert wait_done(client, job["id"])["status"] == "succeeded"
+
+    def both_deliveries_seen() -> bool:
+        logs = "".join(w.log() for w in workers)
+        return logs.count(f"job_id={job['id']} skipped") == 1
+    wait_until(both_deliveries_seen, timeout=30, what="the duplicate delivery")
+    logs = "".join(w.log() for w in workers)
+    assert logs.count(f"job_id={job['id']} started") == 1
+    done = client.get(f"/v1/jobs/{job['id']}").get_json()
+    assert done["attempts"] == 1
+    assert result_count(settings, job["id"]) == 1
+
+
+def _stored_row(settings, speech_wav, **values) -> str:  # noqa: ANN001
+    """A job row as a vanished worker or a lost message would leave it."""
+    job_id = str(uuid.uuid4())
+    rel = f"audio/{job_id[:2]}/{job_id}"
+    dest = settings.storage_dir / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(speech_wav, dest)
+    now = utcnow()
+    with session_scope(settings) as s:
+        s.add(Job(id=job_id, options={}, queue="cpu", audio_path=rel, audio_duration=5.0,
+                  audio_bytes=dest.stat().st_size, created_at=now - timedelta(hours=1),
+                  **values))
+    return job_id
+
+
+def test_reaper_requeues_stale_running_and_lost_queued(client, settings, workers,  # noqa: ANN001
+                                                        speech_wav):
+    long_ago = utcnow() - timedelta(hours=1)
+    stale = _stored_row(settings, speech_wav, status=RUNNING, attempts=1, worker="ghost@gone",
+                        claim_token=str(uuid.uuid4()), heartbeat_at=long_ago,
+                        started_at=long_ago)
+    exhausted = _stored_row(settings, speech_wav, status=RUNNING, attempts=3,
+                            worker="ghost@gone", claim_token=str(uuid.uuid4()),
+                            heartbeat_at=long_ago, started_at=long_ago)
+    # queued an hour ago, but its message never reached the broker
+    lost = _stored_row(settings, speech_wav, status=QUEUED, attempts=0, enqueued_at=long_ago)
+
+    done = wait_done(client, stale, timeout=60)
+    assert (done["status"], done["attempts"]) == ("succeeded", 2)
+    assert done["worker"] != "ghost@gone"
+    failed = wait_done(client, exhausted, timeout=30)
+    assert failed["status"] == FAILED
+    assert failed["error"]["code"] == "worker_lost"
+    assert "3 times" in failed["error"]["message"]
+    resent = wait_done(client, lost, timeout=60)
+    assert (resent["status"], resent["attempts"]) == ("succeeded", 1)
+    with session_scope(settings) as s:
+        n = s.scalar(select(func.count()).select_from(JobResult)
+                     .where(JobResult.job_id.in_([stale, exhausted, lost])))
+    assert n == 2
+
