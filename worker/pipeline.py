@@ -115,6 +115,7 @@ def run_pipeline(
     diarizer = None
     if options.diarize:
         diarizer = registry.diarizer()
+        registry.before_torch_stage()
         turns = list(
             diarizer.diarize(
                 audio,
@@ -155,6 +156,7 @@ def run_pipeline(
         alignment = {"method": "wav2vec2", "note": "nothing to align"}
     else:
         aligner = registry.aligner(transcript.language)
+        registry.before_torch_stage()
         segments = aligner.align(segments, audio, progress=report)
         alignment = {"method": "wav2vec2", **aligner.describe()}
     timings["align"] = time.perf_counter() - t0

@@ -4,11 +4,14 @@ A Celery worker calls ``get_registry().warm_up()`` after fork (never in the
 parent: CTranslate2/torch thread pools do not survive fork). The registry
 notices a fork by its pid and starts empty in the child.
 
-Thread counts are set here, once, on purpose: torch (diarization) and
-CTranslate2 (Whisper) each run their own OpenMP pool; with both sized to all
-cores and run one after the other, idle spinning threads of one runtime slowed
-the other (measured in bench/pipeline.py). Stages run sequentially, so each gets
-``threads`` cores, and OpenMP idle threads are told to sleep instead of spin.
+Thread counts are set here, on purpose (measured on 2 cores, see bench/pipeline.py):
+torch (diarization) and CTranslate2 (Whisper) each bring an OpenMP runtime, and
+after a transcription the torch stage of the next job ran 1.6-1.8x slower:
+with CTranslate2 at all cores, torch's OpenMP threads stop spinning and sleep on
+every parallel region (~150k context switches per minute of audio); with
+CTranslate2 at one thread, torch's thread count was found reset to 1. So
+CTranslate2 gets half the cores (on 2 cores: 1 thread, which transcribed within
+5 % of 2 threads) and torch's count is set again before every torch stage.
 """
 
 from __future__ import annotations
@@ -36,13 +39,12 @@ def available_cores() -> int:
 
 
 def configure_threads(threads: int) -> int:
-    """Size the torch pools; returns the thread count used by every stage.
+    """Size the torch pools; returns the thread count torch stages use.
 
-    ``OMP_WAIT_POLICY`` must be set before an OpenMP runtime starts, so this runs
-    before torch or CTranslate2 do any work (setdefault: the operator's value wins).
+    OMP_WAIT_POLICY is left alone: PASSIVE made diarization 1.6x slower and ACTIVE
+    made transcription 1.5x slower (idle threads of the other runtime spin).
     """
     n = threads or available_cores()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
@@ -65,11 +67,20 @@ class ModelRegistry:
         self.device = resolve_device(self.settings.device)
         self.compute_type = resolve_compute_type(self.settings.compute_type, self.device)
         self.threads = configure_threads(self.settings.threads)
+        # see the module docstring: half the cores for CTranslate2 on CPU
+        self.asr_threads = self.threads if self.device == "cuda" else max(1, self.threads // 2)
         self._lock = threading.RLock()
         self._diarizer: Any = None
         self._asr: dict[str, Any] = {}
         self._aligners: dict[str, Any] = {}
         self._nltk_set = False
+
+    def before_torch_stage(self) -> None:
+        """Re-apply torch's thread count (CTranslate2 can leave it at 1; module docstring)."""
+        import torch
+
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
 
     # --- diarization --------------------------------------------------------
     def diarizer(self) -> Any:
@@ -100,7 +111,7 @@ class ModelRegistry:
                     name=name,
                     device=self.device,
                     compute_type=self.compute_type,
-                    cpu_threads=self.threads,
+                    cpu_threads=self.asr_threads,
                     use_whisperx=self.uses_alignment_model,
                     batch_size=self.settings.batch_size,
                     download_root=str(self.settings.model_dir / "hub"),
@@ -138,6 +149,7 @@ class ModelRegistry:
             "device": self.device,
             "compute_type": self.compute_type,
             "threads": self.threads,
+            "asr_threads": self.asr_threads,
         }
 
 
