@@ -196,44 +196,47 @@ class WhisperAsr:
         word_timestamps: bool,
         progress: Progress | None,
     ) -> Transcript:
-        duration = max(len(audio) / SAMPLE_RATE, 1e-6)
-        seg_iter, info = self.model.transcribe(
-            audio,
-            language=language,
-            initial_prompt=prompt or None,
-            word_timestamps=word_timestamps,
-            vad_filter=True,  # Silero VAD (bundled ONNX): skips silence, curbs hallucinations
-            beam_size=5,
-            # conditioning on the previous window makes Whisper loop on long meetings
-            condition_on_previous_text=False,
-        )
+        # faster-whisper computes the log-mel features of the whole input at once
+        # (~2.5 GB per hour of audio at the STFT's peak): long recordings are cut
+        # into windows at quiet points and transcribed one after the other.
+        total = max(len(audio) / SAMPLE_RATE, 1e-6)
         segments: list[Segment] = []
         done = 0.0
-        for s in seg_iter:  # a generator: decoding happens as we iterate
-            text = s.text.strip()
-            words = []
-            if word_timestamps and s.words:
-                words = [
-                    Word(word=w.word.strip(), start=round(w.start, 3), end=round(w.end, 3),
-                         score=round(w.probability, 3))
-                    for w in s.words
-                    if w.word.strip()
-                ]
-            if text:
-                segments.append(
-                    Segment(start=round(s.start, 3), end=round(s.end, 3), speaker=None,
-                            text=text, words=words)
-                )
+        lang_prob = 0.0
+        for lo, hi in split_points(audio):
+            offset = lo / SAMPLE_RATE
+            seg_iter, info = self.model.transcribe(
+                audio[lo:hi],  # a view: no copy of the samples
+                language=language,
+                initial_prompt=prompt or None,
+                word_timestamps=word_timestamps,
+                vad_filter=True,  # Silero VAD (bundled ONNX): skips silence, curbs hallucinations
+                beam_size=5,
+                # conditioning on the previous window makes Whisper loop on long meetings
+                condition_on_previous_text=False,
+            )
+            for s in seg_iter:  # a generator: decoding happens as we iterate
+                text = s.text.strip()
+                if text:
+                    segments.append(_segment(s, offset, word_timestamps))
+                if progress is not None:
+                    done = max(done, min((offset + float(s.end)) / total, 1.0))
+                    progress(done)
+            if language is None and segments:
+                # keep the language found in the first window that had speech
+                language, lang_prob = info.language, float(info.language_probability or 0)
+            elif language is not None and not lang_prob:
+                lang_prob = float(info.language_probability or 0)
             if progress is not None:
-                done = max(done, min(float(s.end) / duration, 1.0))
-                progress(done)
+                done = max(done, hi / SAMPLE_RATE / total)
+                progress(min(done, 1.0))
         if progress is not None:
             progress(1.0)
         return Transcript(
             segments=segments,
             # a language "detected" in silence means nothing: report none
-            language=language or (info.language if segments else None),
-            info={"language_probability": round(float(info.language_probability or 0), 3)},
+            language=language if segments or language else None,
+            info={"language_probability": round(lang_prob, 3)},
         )
 
     def _transcribe_whisperx(
@@ -266,6 +269,45 @@ class WhisperAsr:
         if progress is not None:
             progress(1.0)
         return Transcript(segments=segments, language=out.get("language") or language)
+
+
+def _segment(s: Any, offset: float, word_timestamps: bool) -> Segment:
+    """A faster-whisper segment on the recording's timeline."""
+    words = []
+    if word_timestamps and s.words:
+        words = [
+            Word(word=w.word.strip(), start=round(offset + w.start, 3),
+                 end=round(offset + w.end, 3), score=round(w.probability, 3))
+            for w in s.words
+            if w.word.strip()
+        ]
+    return Segment(start=round(offset + s.start, 3), end=round(offset + s.end, 3),
+                   speaker=None, text=s.text.strip(), words=words)
+
+
+WINDOW_S = 600.0  # transcription window for long audio (bounds feature memory)
+_SEARCH_S = 20.0  # look this far either side of a window end for a quiet point
+_FRAME = 480  # 30 ms energy frames
+
+
+def split_points(audio: np.ndarray, window_s: float | None = None) -> list[tuple[int, int]]:
+    """[lo, hi) sample ranges of about ``window_s`` each, cut at the quietest 30 ms
+    frame near each nominal boundary (so a cut rarely falls inside a word)."""
+    n = len(audio)
+    window = int((window_s or WINDOW_S) * SAMPLE_RATE)
+    if n <= window * 1.5:
+        return [(0, n)]
+    search = min(int(_SEARCH_S * SAMPLE_RATE), window // 4)
+    cuts = [0]
+    while n - cuts[-1] > window * 1.5:
+        target = cuts[-1] + window
+        lo, hi = target - search, min(target + search, n)
+        frames = (hi - lo) // _FRAME
+        region = audio[lo : lo + frames * _FRAME].reshape(frames, _FRAME)
+        energy = np.einsum("ij,ij->i", region, region)  # no squared copy of the region
+        cuts.append(lo + int(energy.argmin()) * _FRAME + _FRAME // 2)
+    cuts.append(n)
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
 class Aligner:

@@ -131,3 +131,20 @@ def test_header_shorter_than_data_still_decodes_everything(tmp_path):
     raw[i + 4 : i + 8] = (0xFFFFFFFF).to_bytes(4, "little")
     p.write_bytes(bytes(raw))
     assert abs(len(decode_audio(p)) / SAMPLE_RATE - 30.0) < 0.1
+
+
+def test_long_audio_is_cut_at_quiet_points():
+    from worker.asr import split_points
+
+    rng = np.random.default_rng(0)
+    # 100 s of "speech" (noise) with a 0.5 s silence at 28-28.5 s, 61-61.5 s and 90-90.5 s
+    audio = (rng.standard_normal(100 * SAMPLE_RATE) * 0.1).astype(np.float32)
+    for start in (28, 61, 90):
+        audio[start * SAMPLE_RATE : int((start + 0.5) * SAMPLE_RATE)] = 0.0
+    ranges = split_points(audio, window_s=30)
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(audio)
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    cuts = [hi / SAMPLE_RATE for _, hi in ranges[:-1]]
+    assert len(cuts) == 2
+    assert 28 < cuts[0] < 28.5 and 61 < cuts[1] < 61.5
+    assert split_points(audio[: 40 * SAMPLE_RATE], window_s=30) == [(0, 40 * SAMPLE_RATE)]
