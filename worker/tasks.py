@@ -51,6 +51,13 @@ def _load_models(**_: object) -> None:
         # every job it takes fails fast with this actionable code instead
         _startup_error = exc
         log.error("models could not be loaded code=%s message=%s", exc.code, exc.message)
+    except Exception as exc:  # a broken install: same treatment, generic message
+        log.exception("models could not be loaded code=model_load_failed")
+        _startup_error = DiarqError(
+            f"the worker could not load its models ({type(exc).__name__}); run `diarq doctor` "
+            "on the worker machine (offline profile: `diarq models prepare`)",
+            code="model_load_failed",
+        )
 
 
 @signals.worker_ready.connect

@@ -36,12 +36,13 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 120) -> None:
+    def wait_ready(self, timeout: float = 120, marker: str = " ready.") -> None:
+        """Wait for ``marker`` in the log (pool processes load models after "ready.")."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited:\n{self.log()[-3000:]}")
-            if " ready." in self.log():
+            if marker in self.log():
                 return
             time.sleep(0.2)
         raise RuntimeError(f"worker {self.name} not ready:\n{self.log()[-3000:]}")

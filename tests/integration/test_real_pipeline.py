@@ -1,0 +1,70 @@
+"""The real offline pipeline (no bench shortcut) run by a real worker, end to end, and a
+worker whose models cannot load failing jobs with an actionable code."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.cli.client import overall_progress
+from shared.settings import PROJECT_ROOT
+from tests.integration.services import WorkerProcess, check_spec, wait_until
+from tests.integration.test_jobs import submit, wait_done
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_real_pipeline_end_to_end(app_for_queue, service_env, log_dir, data_dir):  # noqa: ANN001
+    if not (PROJECT_ROOT / "models" / "diarization").is_dir():
+        pytest.fail("offline models missing: run `make models` (diarq models prepare) first")
+    client = app_for_queue("gpu").test_client()  # routing: only the real worker listens here
+    worker = WorkerProcess("real", service_env, log_dir, queues="gpu")
+    try:
+        worker.wait_ready(timeout=120, marker="models loaded")
+        resp = submit(client, data_dir / "sample.wav", num_speakers="2",
+                      participants="Anna,Boris")
+        job = check_spec(resp, "/v1/jobs", "POST")
+        seen: list[float] = []
+
+        def finished() -> dict | None:
+            cur = check_spec(client.get(f"/v1/jobs/{job['id']}"), "/v1/jobs/{id}", "GET")
+            seen.append(overall_progress(cur))
+            return cur if cur["status"] in ("succeeded", "failed", "canceled") else None
+
+        done = wait_until(finished, timeout=300, interval=0.1, what="the real job")
+        assert done["status"] == "succeeded", (done, worker.log()[-3000:])
+        assert seen == sorted(seen), "progress went backwards"
+
+        result = check_spec(client.get(f"/v1/jobs/{job['id']}/result"),
+                            "/v1/jobs/{id}/result", "GET")
+        assert result["language"] == "en"
+        assert 29 < result["audio"]["duration"] < 31
+        assert {s["name"] for s in result["speakers"]} == {"Anna", "Boris"}
+        words = " ".join(s["text"] for s in result["segments"]).lower()
+        assert len(words.split()) > 30
+        assert result["diarization"] and result["models"]["profile"] == "offline"
+        txt = client.get(f"/v1/jobs/{job['id']}/result?format=txt").get_data(as_text=True)
+        assert "Anna" in txt and "Boris" in txt
+        rttm = client.get(f"/v1/jobs/{job['id']}/result?format=rttm").get_data(as_text=True)
+        assert rttm.startswith("SPEAKER ")
+    finally:
+        worker.stop()
+
+
+def test_worker_without_models_fails_jobs_with_a_code(app_for_queue, service_env, log_dir,  # noqa: ANN001
+                                                       speech_wav, tmp_path):
+    client = app_for_queue("nomodels").test_client()
+    worker = WorkerProcess("nomodels", service_env, log_dir, queues="nomodels",
+                           extra_env={"DIARQ_MODEL_DIR": str(tmp_path / "empty")})
+    try:
+        worker.wait_ready(timeout=120, marker="models could not be loaded code=")
+        job = check_spec(submit(client, speech_wav), "/v1/jobs", "POST")
+        done = wait_done(client, job["id"], timeout=60)
+        assert done["status"] == "failed"
+        assert done["error"]["code"].startswith("model")
+        assert "diarq models prepare" in done["error"]["message"]
+        resp = client.get(f"/v1/jobs/{job['id']}/result")
+        assert resp.status_code == 409
+        assert check_spec(resp, "/v1/jobs/{id}/result", "GET")["error"]["code"] == \
+            "job_not_succeeded"
+    finally:
+        worker.stop()
