@@ -75,17 +75,15 @@ def resolve_model_path(name: str, *, profile: str, model_dir: Path) -> str:
             )
         return str(as_path)
     if name in OFFLINE_ASR_MODELS:
-        from worker.offline_models import offline_model_paths
+        from worker.offline_models import offline_model_paths, require_offline_models
 
         local = offline_model_paths(model_dir).whisper(name)
+        if profile == "offline":
+            # verifies the pinned SHA-256 of every file (offline_model_missing/_corrupt)
+            require_offline_models(model_dir, [local.name])
+            return str(local)
         if (local / "model.bin").is_file():
             return str(local)
-        if profile == "offline":
-            raise ModelError(
-                f"offline Whisper model {name!r} is not in {model_dir.name}/; run "
-                "`diarq models prepare` (or set DIARQ_MODEL_DIR)",
-                code="model_not_found",
-            )
     if profile == "offline":
         raise ModelError(
             f"ASR model {name!r} is not available offline; use one of "

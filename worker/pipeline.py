@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from shared.errors import ModelError
 from shared.options import JobOptions
 from shared.result import AudioInfo, Result, Turn
 from shared.settings import get_settings
@@ -155,10 +156,16 @@ def run_pipeline(
     elif not segments or not transcript.language:
         alignment = {"method": "wav2vec2", "note": "nothing to align"}
     else:
-        aligner = registry.aligner(transcript.language)
-        registry.before_torch_stage()
-        segments = aligner.align(segments, audio, progress=report)
-        alignment = {"method": "wav2vec2", **aligner.describe()}
+        try:
+            aligner = registry.aligner(transcript.language)
+        except ModelError as exc:
+            # a transcript with segment times beats a failed job; the result says why
+            log.warning("alignment skipped code=%s", exc.code)
+            alignment = {"method": "none", "note": exc.message, "code": exc.code}
+        else:
+            registry.before_torch_stage()
+            segments = aligner.align(segments, audio, progress=report)
+            alignment = {"method": "wav2vec2", **aligner.describe()}
     timings["align"] = time.perf_counter() - t0
     report.finish()
 
