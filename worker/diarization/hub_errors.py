@@ -1,0 +1,128 @@
+"""Hugging Face hub failures -> ModelError codes a user can act on, token-free.
+
+The token must never reach a message, a log line or an exception chain: the
+ModelError is raised outside the ``except`` block that caught the library's
+exception (so neither ``__cause__`` nor ``__context__`` refers to it), and
+messages are built only from our own text plus the model id, then scrubbed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from shared.errors import ModelError
+
+T = TypeVar("T")
+
+_OFFLINE_HINT = (
+    "set DIARQ_PROFILE=offline (tokenless models, run `diarq models prepare`) or point "
+    "DIARQ_HUB_DIARIZATION_MODEL at a local directory holding the pipeline's config.yaml"
+)
+
+
+def scrub(text: str, token: str | None) -> str:
+    """Remove the token (and any hf_... looking secret) from ``text``."""
+    if token:
+        text = text.replace(token, "***")
+    import re
+
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return int(status) if isinstance(status, int) else None
+
+
+def classify(exc: BaseException, model: str, token: str | None) -> ModelError | None:
+    """The ModelError for a failure while loading ``model`` from the hub; None if unknown."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        import requests
+
+        network: tuple[type[BaseException], ...] = (
+            requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError,
+        )
+    except ImportError:  # pragma: no cover - requests comes with huggingface_hub 0.x
+        network = (ConnectionError, TimeoutError)
+    try:
+        import httpx
+
+        network += (httpx.TransportError,)
+    except ImportError:  # pragma: no cover
+        pass
+
+    url = f"https://hf.co/{model}"
+    status = _status(exc)
+    if isinstance(exc, GatedRepoError) or (status == 403):
+        return ModelError(
+            f"access to the gated model {model} is denied for this token: request access at "
+            f"{url} and accept the conditions (with the account the token belongs to)",
+            code="model_access_denied",
+        )
+    if status == 401:
+        if token:
+            return ModelError(
+                "the Hugging Face token was rejected (401): create a valid read token at "
+                "https://hf.co/settings/tokens and set HUGGINGFACE_HUB_TOKEN or HF_TOKEN",
+                code="token_invalid",
+            )
+        return ModelError(
+            f"{model} needs a Hugging Face token: set HUGGINGFACE_HUB_TOKEN or HF_TOKEN "
+            f"(and accept the conditions at {url})",
+            code="token_missing",
+        )
+    # LocalEntryNotFoundError: not in the cache and the hub could not be reached
+    if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled, *network)):
+        return ModelError(
+            f"the Hugging Face hub could not be reached to load {model}; check the network "
+            f"or proxy, or {_OFFLINE_HINT}",
+            code="hub_unreachable",
+        )
+    if isinstance(exc, RepositoryNotFoundError | RevisionNotFoundError | EntryNotFoundError
+                  | HFValidationError) or status == 404:
+        return ModelError(
+            f"diarization model {model} was not found on the hub: check "
+            "DIARQ_HUB_DIARIZATION_MODEL (e.g. pyannote/speaker-diarization-3.1 or "
+            "pyannote/speaker-diarization-community-1)",
+            code="model_not_found",
+        )
+    if status is not None and status >= 500:
+        return ModelError(
+            f"the Hugging Face hub answered HTTP {status} while loading {model}; retry "
+            f"later, or {_OFFLINE_HINT}",
+            code="hub_unreachable",
+        )
+    return None
+
+
+def call_hub(load: Callable[[], T], model: str, token: str | None) -> T:
+    """Run ``load`` (which talks to the hub); turn its failures into token-free ModelErrors."""
+    mapped: ModelError | None = None
+    try:
+        return load()
+    except Exception as exc:  # noqa: BLE001 - every failure is mapped or wrapped below
+        mapped = classify(exc, model, token)
+        if mapped is None:
+            # unknown failure: keep its type name only (its text may quote a URL
+            # with credentials or the token itself)
+            mapped = ModelError(
+                f"loading diarization model {model} failed ({type(exc).__name__}); run "
+                "`diarq doctor` for details",
+                code="model_load_failed",
+            )
+    # raised here, outside the except block: no __context__ pointing at the original
+    mapped.message = scrub(mapped.message, token)
+    mapped.args = (mapped.message,)
+    raise mapped
