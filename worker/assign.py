@@ -6,7 +6,8 @@ directly.
 Rules (chosen for readable meeting transcripts):
 
 * a word's speaker is the speaker whose turns overlap the word the most (summed
-  over that speaker's turns); a word in a gap between turns gets the nearest turn;
+  over that speaker's turns); on a tie (overlapped speech) the speaker whose turn
+  started last; a word in a gap between turns gets the nearest turn;
   a word without times gets the speaker of the nearest timed word in its segment;
 * a segment is split where the speaker changes, so that a line of the transcript
   never mixes two people. A lone short word of another speaker inside a run
@@ -54,8 +55,18 @@ def speakers_for_spans(
         e = np.asarray(ends[lo : lo + _CHUNK], dtype=np.float64)[:, None]
         overlap = np.clip(np.minimum(e, t_end) - np.maximum(s, t_start), 0.0, None)
         per_speaker = overlap @ onehot
-        best = per_speaker.argmax(axis=1)
-        has_overlap = per_speaker.max(axis=1) > 0
+        top = per_speaker.max(axis=1)
+        has_overlap = top > 0
+        # Overlapped speech: a word inside two speakers' turns is given to the one whose
+        # turn started last (the interjection inside a long turn, which diarization
+        # tends to stretch over the other person's words).
+        tied = per_speaker >= (top * 0.999)[:, None] - 1e-9
+        latest = np.full(per_speaker.shape, -np.inf)
+        started = np.where(overlap > 0, t_start, -np.inf)
+        for j in range(len(labels)):
+            cols = onehot[:, j] > 0
+            latest[:, j] = started[:, cols].max(axis=1)
+        best = np.where(tied, latest, -np.inf).argmax(axis=1)
         # distance to each turn (0 when touching); nearest turn decides gap words
         gap = np.maximum(np.maximum(t_start - e, s - t_end), 0.0)
         nearest = gap.argmin(axis=1)

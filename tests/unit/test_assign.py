@@ -31,6 +31,14 @@ def test_overlap_is_summed_per_speaker():
     assert speakers_for_spans(np.array([0.0]), np.array([1.0]), turns) == ["B"]
 
 
+def test_overlapped_speech_goes_to_the_interjection():
+    # A's long turn spans B's short interjection: words inside both go to B,
+    # words only in A's turn stay A's
+    turns = [T(0, 10, "A"), T(4, 5, "B")]
+    starts, ends = np.array([1.0, 4.2, 4.6, 6.0]), np.array([1.5, 4.5, 4.9, 6.5])
+    assert speakers_for_spans(starts, ends, turns) == ["A", "B", "B", "A"]
+
+
 def test_no_turns_gives_none():
     assert speakers_for_spans(np.array([0.0]), np.array([1.0]), []) == [None]
 
