@@ -47,16 +47,16 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
     job_id = str(uuid.uuid4())
     stored = storage.keep_audio(writer, job_id)
     path = storage.path(stored.rel_path)
-    from worker.audio import probe_audio
+    filename = request.files[file_field].filename or None
+    from api.probe import probe_upload
 
     try:
-        probe = probe_audio(path, max_seconds=settings.max_audio_seconds)
+        probe = probe_upload(path, max_seconds=settings.max_audio_seconds, filename=filename)
     except AudioError as exc:
         storage.delete(stored.rel_path)
         status = 415 if exc.code in _NOT_AUDIO else exc.http_status
         raise ApiError(exc.message, code=exc.code, http_status=status) from None
 
-    filename = request.files[file_field].filename or None
     now = utcnow()
     job = Job(
         id=job_id, status=QUEUED, progress=0.0, options=options.model_dump(exclude_none=True),

@@ -126,7 +126,7 @@ def _wait_ready(url: str, procs: list[subprocess.Popen], timeout_s: float = 60) 
         try:
             if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         time.sleep(0.3)
     raise ConfigError(f"the API did not become ready at {url} within {timeout_s:.0f} s")

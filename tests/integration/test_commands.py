@@ -55,7 +55,7 @@ def test_gunicorn_api_serves_jobs(service_env, workers, speech_wav) -> None:  # 
         def ready() -> bool:
             try:
                 return requests.get(f"{url}/readyz", timeout=1).status_code == 200
-            except requests.ConnectionError:
+            except requests.RequestException:
                 return False
         wait_until(ready, timeout=30, interval=0.2, what="gunicorn")
         with open(speech_wav, "rb") as fh:

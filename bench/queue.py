@@ -1,0 +1,296 @@
+"""Queue and API overhead on real Redis + PostgreSQL (127.0.0.1 only).
+
+    .venv/bin/python bench/queue.py [--jobs 200] [--submits 200] [--real-jobs 50]
+
+1. per-job overhead with a bench-trivial worker (pipeline = no-op): submit->running and
+   running->succeeded, p50/p99, jobs submitted one at a time;
+2. API submit throughput through gunicorn (`diarq api`) with 1, 8 and 32 concurrent
+   clients uploading a 1 MB WAV (the worker is stopped during this phase so it measures
+   the API: upload, hash, ffprobe, INSERT, enqueue);
+3. worker RSS after each of N real offline-pipeline jobs (needs `diarq models prepare`).
+
+Creates a scratch database diarq_bench_<random> and a Redis key prefix, drops both at the
+end. Every loop is bounded; the script stops by itself.
+"""
+
+# ruff: noqa: E402  (imports follow the sys.path fix below)
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# this file is named queue.py: keep its folder off sys.path so `import queue` (stdlib,
+# used by redis and psycopg) does not find this script instead
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime
+
+import psycopg
+import redis
+import requests
+
+ROOT = _HERE.parent
+DIARQ = [sys.executable, "-c", "from shared.cli import main; main()"]
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_wav(path: Path, seconds: float) -> Path:
+    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(path), "synth",
+                    str(seconds), "sine", "440", "vol", "0.3"], check=True)
+    return path
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path):
+        self.log = log
+        self._fh = open(log, "w")  # noqa: SIM115
+        self.p = subprocess.Popen(DIARQ + args, env=env, cwd=ROOT, stdout=self._fh,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_log(self, marker: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.log.read_text(errors="replace"):
+                return
+            if self.p.poll() is not None:
+                raise SystemExit(f"process exited: {self.log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        raise SystemExit(f"timed out waiting for {marker!r} in {self.log}")
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+        self._fh.close()
+
+
+def wait_status(url: str, job_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = requests.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            return job
+        time.sleep(0.02)
+    raise SystemExit(f"job {job_id} did not finish in {timeout} s")
+
+
+def submit(session: requests.Session, url: str, path: Path) -> dict:
+    with open(path, "rb") as fh:
+        resp = session.post(f"{url}/v1/jobs", files={"file": (path.name, fh)}, timeout=60)
+    if resp.status_code != 202:
+        raise SystemExit(f"submit failed: {resp.status_code} {resp.text[:300]}")
+    return resp.json()
+
+
+def phase_overhead(url: str, wav: Path, n: int) -> None:
+    to_running, to_done, total = [], [], []
+    s = requests.Session()
+    for _ in range(n):
+        job = wait_status(url, submit(s, url, wav)["id"])
+        if job["status"] != "succeeded":
+            raise SystemExit(f"job failed: {job['error']}")
+        c, r, f = ts(job["created_at"]), ts(job["started_at"]), ts(job["finished_at"])
+        to_running.append((r - c).total_seconds() * 1000)
+        to_done.append((f - r).total_seconds() * 1000)
+        total.append((f - c).total_seconds() * 1000)
+    print(f"\n[1] per-job overhead, bench-trivial worker (sleep 0), {n} jobs one at a time")
+    for name, v in (("submit->running", to_running), ("running->succeeded", to_done),
+                    ("submit->succeeded", total)):
+        print(f"    {name:20s} p50 {pct(v, 50):7.1f} ms   p99 {pct(v, 99):7.1f} ms   "
+              f"mean {statistics.mean(v):7.1f} ms")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes and their live children (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    seen = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(c) for c in children]
+    return total
+
+
+def phase_throughput(url: str, wav: Path, per_level: int, server_pids: list[int]) -> None:
+    print(f"\n[2] API submit throughput through gunicorn, 1 MB WAV, {per_level} submits per "
+          "level (worker stopped)")
+    for clients in (1, 8, 32):
+        c0, s0 = time.process_time(), cpu_seconds(server_pids)
+        latencies, errors, wall = _level(url, wav, clients, per_level)
+        client_ms = (time.process_time() - c0) / per_level * 1000
+        server_ms = (cpu_seconds(server_pids) - s0) / per_level * 1000
+        print(f"    {clients:2d} clients: {per_level / wall:7.1f} submits/s   latency p50 "
+              f"{pct(latencies, 50):7.1f} ms  p99 {pct(latencies, 99):7.1f} ms   "
+              f"errors {len(errors)}   CPU/submit: API {server_ms:.1f} ms, "
+              f"bench client {client_ms:.1f} ms")
+
+
+def _level(url: str, wav: Path, clients: int, total: int) -> tuple[list[float], list[str], float]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def run() -> None:
+        s = requests.Session()
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    return
+            t0 = time.perf_counter()
+            try:
+                submit(s, url, wav)
+            except (SystemExit, requests.RequestException) as exc:
+                errors.append(str(exc))
+            with lock:
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, errors, time.perf_counter() - t0
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise SystemExit(f"no RSS for pid {pid}")
+
+
+def phase_rss(url: str, audio: Path, n: int) -> None:
+    print(f"\n[3] worker RSS after each of {n} real offline-pipeline jobs ({audio.name})")
+    s = requests.Session()
+    values = []
+    for i in range(n):
+        job = wait_status(url, submit(s, url, audio)["id"], timeout=600)
+        if job["status"] != "succeeded":
+            raise SystemExit(f"real job failed: {job['error']}")
+        pid = int(job["worker"].rsplit(":", 1)[1])  # the pool process that ran it
+        values.append(rss_kib(pid) / 1024)
+        print(f"    job {i + 1:3d}: RSS {values[-1]:8.1f} MiB", flush=True)
+    base = values[min(4, len(values) - 1)]  # after warm-up allocations settle
+    drift = (max(values[min(4, len(values) - 1):]) - base) / base * 100
+    print(f"    first {values[0]:.1f} MiB, after job 5 {base:.1f} MiB, last {values[-1]:.1f} MiB,"
+          f" max drift after job 5 {drift:+.1f} %")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--jobs", type=int, default=200)
+    ap.add_argument("--submits", type=int, default=200, help="per concurrency level")
+    ap.add_argument("--real-jobs", type=int, default=50, help="0 skips the RSS phase")
+    ap.add_argument("--real-audio", type=Path, default=ROOT / "tests" / "data" / "jfk.wav")
+    args = ap.parse_args()
+
+    name = f"diarq_bench_{uuid.uuid4().hex[:10]}"
+    prefix = f"{name}:"
+    admin = psycopg.connect(PG_ADMIN, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    tmp = Path(tempfile.mkdtemp(prefix="diarq-bench-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0",
+           "DIARQ_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+           "DIARQ_BROKER_URL": REDIS_URL, "DIARQ_BROKER_KEY_PREFIX": prefix,
+           "DIARQ_STORAGE_DIR": str(tmp / "storage"), "DIARQ_LOG_LEVEL": "WARNING"}
+    procs: list[Proc] = []
+    try:
+        subprocess.run(DIARQ + ["db", "upgrade"], env=env, cwd=ROOT, check=True,
+                       capture_output=True)
+        api = Proc(["api", "--port", str(port)], env, tmp / "api.log")
+        procs.append(api)
+        trivial = Proc(["worker", "-c", "1", "-n", "bench-trivial@local", "-l", "INFO"],
+                       {**env, "DIARQ_BENCH_TRIVIAL_PIPELINE_S": "0"}, tmp / "w1.log")
+        procs.append(trivial)
+        trivial.wait_log(" ready.")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        print(f"diarq queue bench: {os.cpu_count()} cores, gunicorn "
+              f"{os.environ.get('DIARQ_API_WORKERS', '2')} x gthread(4), PostgreSQL + Redis "
+              "on 127.0.0.1")
+        small = make_wav(tmp / "small.wav", 1.0)
+        phase_overhead(url, small, args.jobs)
+        trivial.stop()
+        procs.remove(trivial)
+        one_mb = make_wav(tmp / "1mb.wav", 32.77)  # 16 kHz s16 mono: 32 kB/s -> ~1 MB
+        phase_throughput(url, one_mb, args.submits, [api.p.pid])
+        print("    (CPU of PostgreSQL and Redis is not counted)")
+        if args.real_jobs:
+            if not (ROOT / "models" / "diarization").is_dir():
+                print("\n[3] skipped: offline models missing (run `diarq models prepare`)")
+            else:
+                # the throughput phase left jobs queued: clear them so only ours run
+                r = redis.Redis.from_url(REDIS_URL)
+                for key in r.scan_iter(f"{prefix}*"):
+                    r.delete(key)
+                with psycopg.connect(env["DIARQ_DATABASE_URL"].replace("+psycopg", ""),
+                                     autocommit=True) as db:
+                    db.execute("UPDATE jobs SET status='canceled' WHERE status='queued'")
+                real = Proc(["worker", "-c", "1", "-n", "bench-real@local", "-l", "INFO"], env,
+                            tmp / "w2.log")
+                procs.append(real)
+                real.wait_log("models loaded", timeout=300)
+                phase_rss(url, args.real_audio, args.real_jobs)
+    finally:
+        for p in procs:
+            p.stop()
+        r = redis.Redis.from_url(REDIS_URL)
+        keys = list(r.scan_iter(f"{prefix}*"))
+        if keys:
+            r.delete(*keys)
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
