@@ -1,0 +1,104 @@
+"""The job state machine (shared/jobs.py) on SQLite: compare-and-set transitions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from shared import jobs
+from shared.db import session_scope, upgrade
+from shared.models import Job, JobResult, utcnow
+from shared.settings import load_settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path):  # noqa: ANN201
+    s = load_settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+                      broker_url=f"filesystem://{tmp_path / 'broker'}")
+    upgrade(s)
+    return s
+
+
+def _job(settings, **values) -> str:  # noqa: ANN001
+    job_id = str(uuid.uuid4())
+    with session_scope(settings) as s:
+        s.add(Job(id=job_id, options={}, queue="cpu", **{"status": "queued", **values}))
+    return job_id
+
+
+def _claim(settings, job_id: str, token: str | None = None):  # noqa: ANN001, ANN202
+    with session_scope(settings) as s:
+        return jobs.claim(s, job_id, token=token or str(uuid.uuid4()), worker="w",
+                          stale_after_s=60, max_attempts=3)
+
+
+def _row(settings, job_id: str) -> Job:  # noqa: ANN001
+    with session_scope(settings) as s:
+        return s.get(Job, job_id)
+
+
+def test_only_one_claim_wins_and_one_result_is_written(settings) -> None:  # noqa: ANN001
+    job_id = _job(settings)
+    first = _claim(settings, job_id)
+    assert first is not None and first.attempt == 1
+    assert _claim(settings, job_id) is None  # duplicate delivery: running, heartbeat fresh
+    with session_scope(settings) as s:
+        assert jobs.succeed(s, job_id, first.token, {"x": 1})
+    with session_scope(settings) as s:
+        assert not jobs.succeed(s, job_id, first.token, {"x": 2})  # already succeeded
+        assert s.query(JobResult).filter_by(job_id=job_id).one().data == {"x": 1}
+    assert _claim(settings, job_id) is None
+
+
+def test_stale_running_job_is_taken_over_and_old_owner_is_locked_out(settings) -> None:  # noqa: ANN001
+    job_id = _job(settings)
+    old = _claim(settings, job_id)
+    with session_scope(settings) as s:
+        s.query(Job).filter_by(id=job_id).update(
+            {"heartbeat_at": utcnow() - timedelta(hours=1)})
+    new = _claim(settings, job_id)
+    assert new is not None and new.attempt == 2
+    with session_scope(settings) as s:
+        assert not jobs.heartbeat(s, job_id, old.token)
+        assert not jobs.fail(s, job_id, old.token, "x", "y")
+        assert jobs.is_cancelled(s, job_id, old.token)
+        assert not jobs.is_cancelled(s, job_id, new.token)
+
+
+def test_cancel_stops_a_running_attempt(settings) -> None:  # noqa: ANN001
+    job_id = _job(settings)
+    claim = _claim(settings, job_id)
+    with session_scope(settings) as s:
+        jobs.cancel_and_delete(s, job_id)
+    with session_scope(settings) as s:
+        assert jobs.is_cancelled(s, job_id, claim.token)
+        assert not jobs.succeed(s, job_id, claim.token, {})
+    row = _row(settings, job_id)
+    assert row.status == "canceled" and row.deleted_at is not None
+    assert _claim(settings, job_id) is None
+
+
+def test_reaper_requeues_then_fails_after_max_attempts(settings) -> None:  # noqa: ANN001
+    old = utcnow() - timedelta(hours=1)
+    retry = _job(settings, status="running", attempts=1, heartbeat_at=old)
+    give_up = _job(settings, status="running", attempts=3, heartbeat_at=old)
+    fresh = _job(settings, status="running", attempts=1, heartbeat_at=utcnow())
+    with session_scope(settings) as s:
+        requeued, failed = jobs.reap_stale_running(s, stale_after_s=60, max_attempts=3)
+    assert (requeued, failed) == ([retry], [give_up])
+    assert _row(settings, retry).status == "queued"
+    assert _row(settings, give_up).error_code == jobs.WORKER_LOST
+    assert _row(settings, fresh).status == "running"
+
+
+def test_old_queued_rows_are_resent_once(settings) -> None:  # noqa: ANN001
+    lost = _job(settings, enqueued_at=utcnow() - timedelta(hours=1))
+    recent = _job(settings, enqueued_at=utcnow())
+    with session_scope(settings) as s:
+        assert jobs.reap_old_queued(s, older_than_s=600) == [lost]
+    with session_scope(settings) as s:
+        assert jobs.reap_old_queued(s, older_than_s=600) == []  # enqueued_at moved on
+    assert _row(settings, recent).status == "queued"
