@@ -1,0 +1,204 @@
+"""The real offline pipeline on real recordings (models from `diarq models prepare`).
+
+Models load once for the module (one registry, like a worker process).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shared.errors import AudioError
+from shared.options import parse_options
+from shared.renderers import FORMATS, render
+from shared.settings import load_settings
+
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+DATA = Path(__file__).resolve().parent.parent / "data"
+SAMPLE = DATA / "sample.wav"  # 30 s, 2 speakers, reference transcript in sample.stm
+JFK = DATA / "jfk.wav"  # 11 s, 1 speaker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def registry():
+    from worker.registry import ModelRegistry
+
+    reg = ModelRegistry(load_settings())
+    reg.warm_up()
+    return reg
+
+
+@pytest.fixture(scope="module")
+def sample_result(registry):
+    from worker.pipeline import run_pipeline
+
+    events: list[tuple[str, float]] = []
+    result = run_pipeline(SAMPLE, parse_options({}), registry=registry,
+                          progress=lambda s, f: events.append((s, f)), job_id="sample")
+    return result, events
+
+
+def normalise(text: str) -> str:
+    text = re.sub(r"[^\w\s']", " ", text.lower())
+    return " ".join(text.split())
+
+
+def reference_text() -> str:
+    lines = (DATA / "sample.stm").read_text().splitlines()
+    return normalise(" ".join(line.split(maxsplit=5)[5] for line in lines if line.strip()))
+
+
+def test_sample_two_speakers_every_word_attributed(sample_result):
+    result, _ = sample_result
+    assert [s.id for s in result.speakers] == ["SPEAKER_00", "SPEAKER_01"]
+    assert all(s.talk_time > 1.0 for s in result.speakers)
+    words = [w for s in result.segments for w in s.words]
+    assert len(words) > 60
+    for seg in result.segments:
+        assert seg.speaker in {"SPEAKER_00", "SPEAKER_01"} and seg.text
+        for w in seg.words:
+            assert w.speaker in {"SPEAKER_00", "SPEAKER_01"}
+            assert w.start is not None and w.end is not None
+            assert 0.0 <= w.start <= w.end <= result.audio.duration + 0.01
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts)
+    assert result.audio.duration == pytest.approx(30.0, abs=0.01)
+    assert result.language == "en"
+
+
+def test_sample_word_error_rate(sample_result):
+    import jiwer
+
+    result, _ = sample_result
+    hypothesis = normalise(" ".join(s.text for s in result.segments))
+    wer = jiwer.wer(reference_text(), hypothesis)
+    print(f"WER on sample.wav: {wer:.3f}")
+    assert wer <= 0.20
+
+
+def test_sample_speakers_match_reference_turns(sample_result):
+    """Each reference speaker's words mostly land on one diarq speaker (and not the same one)."""
+    result, _ = sample_result
+    ref = [line.split() for line in (DATA / "sample.rttm").read_text().splitlines() if line]
+    turns = [(float(r[3]), float(r[3]) + float(r[4]), r[7]) for r in ref]
+    votes: dict[str, dict[str, float]] = {}
+    for seg in result.segments:
+        for w in seg.words:
+            mid = (w.start + w.end) / 2
+            for s, e, who in turns:
+                if s <= mid <= e:
+                    votes.setdefault(who, {}).setdefault(w.speaker, 0.0)
+                    votes[who][w.speaker] += 1
+    best = {who: max(v, key=v.get) for who, v in votes.items()}
+    assert len(set(best.values())) == 2, votes
+    agree = sum(v[best[who]] for who, v in votes.items()) / sum(
+        sum(v.values()) for v in votes.values())
+    assert agree >= 0.8, votes
+
+
+def test_progress_is_monotonic_and_in_stage_order(sample_result):
+    _, events = sample_result
+    from worker.pipeline import STAGES
+
+    assert [s for s in dict.fromkeys(s for s, _ in events)] == list(STAGES)
+    for stage in STAGES:
+        values = [f for s, f in events if s == stage]
+        assert values == sorted(values) and values[0] == 0.0 and values[-1] == 1.0
+
+
+def test_result_renders_in_every_format_with_participants(registry):
+    from worker.pipeline import run_pipeline
+
+    result = run_pipeline(SAMPLE, parse_options({"participants": "Diane, Sheila"}),
+                          registry=registry)
+    assert [s.name for s in result.speakers] == ["Diane", "Sheila"]
+    for fmt in FORMATS:
+        assert render(result, fmt).strip()
+    # the first voice in the recording is Diane's (reference), so names follow appearance
+    assert render(result, "txt").startswith("[00:0")
+    assert "Diane:" in render(result, "txt") and "Sheila:" in render(result, "txt")
+    assert result.models["diarization"] and result.models["asr"]["backend"]
+    assert set(result.timings) >= {"decode", "diarize", "transcribe", "align", "assign", "total"}
+
+
+def test_jfk_one_speaker_from_a_video_file(registry, tmp_path):
+    from worker.pipeline import run_pipeline
+
+    video = tmp_path / "jfk.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+                    "color=c=black:s=64x64:d=11", "-i", str(JFK), "-shortest", str(video)],
+                   check=True)
+    result = run_pipeline(video, parse_options({"language": "en"}), registry=registry)
+    assert len(result.speakers) == 1
+    text = normalise(" ".join(s.text for s in result.segments))
+    assert "ask not what your country can do for you" in text
+
+
+def test_no_diarize_and_no_align(registry):
+    from worker.pipeline import run_pipeline
+
+    result = run_pipeline(JFK, parse_options({"diarize": False, "align": False}),
+                          registry=registry)
+    assert result.speakers == [] and result.diarization == []
+    assert result.segments and all(s.speaker is None and s.words == [] for s in result.segments)
+    assert result.models["diarization"] is None
+    assert result.models["alignment"]["method"] == "none"
+
+
+def test_silence_gives_an_empty_result(registry, tmp_path):
+    from worker.pipeline import run_pipeline
+
+    silence = tmp_path / "silence.wav"
+    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", str(silence), "trim", "0", "8"],
+                   check=True)
+    result = run_pipeline(silence, parse_options({}), registry=registry)
+    assert result.segments == [] and result.speakers == []
+    assert result.audio.duration == pytest.approx(8.0)
+    assert render(result, "srt") == ""
+
+
+def _bad_files(tmp_path: Path) -> dict[str, Path]:
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    noise = tmp_path / "noise.wav"
+    noise.write_bytes(os.urandom(40_000))
+    mp3 = tmp_path / "whole.mp3"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(SAMPLE), str(mp3)], check=True)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(mp3.read_bytes()[: mp3.stat().st_size // 2])
+    return {"audio_missing": tmp_path / "gone.wav", "audio_empty": empty,
+            "audio_not_audio": noise, "audio_truncated": cut}
+
+
+def test_bad_inputs_fail_with_their_code(registry, tmp_path):
+    from worker.pipeline import run_pipeline
+
+    for code, path in _bad_files(tmp_path).items():
+        with pytest.raises(AudioError) as info:
+            run_pipeline(path, parse_options({}), registry=registry)
+        assert info.value.code == code, path.name
+
+
+def test_cancel_between_stages(registry):
+    from worker.pipeline import JobCancelled, run_pipeline
+
+    seen: list[str] = []
+    with pytest.raises(JobCancelled):
+        run_pipeline(JFK, parse_options({}), registry=registry,
+                     progress=lambda s, f: seen.append(s), should_cancel=lambda: "diarize" in seen)
+    assert "transcribe" not in seen
+
+
+def test_bench_trivial_pipeline_is_labelled():
+    from worker.pipeline import run_pipeline
+    from worker.registry import ModelRegistry
+
+    reg = ModelRegistry(load_settings(bench_trivial_pipeline_s=0.01))
+    result = run_pipeline(JFK, parse_options({}), registry=reg, job_id="j")
+    assert result.models == {"bench_trivial": True} and result.segments == []
