@@ -7,6 +7,10 @@ Progress: ``progress(stage, fraction)`` with stages in that order, each from 0
 to 1, never going backwards. ``should_cancel()`` is polled between stages and
 (at most once a second) from inside long stages; when it returns True the run
 stops with :class:`JobCancelled`.
+
+Decisions: ``diarize=False`` leaves every speaker None (no invented SPEAKER_00)
+and lists no speakers; ``align=False`` gives segment-level times and no words.
+Silence-only audio gives a result without segments (language None).
 """
 
 from __future__ import annotations
