@@ -27,17 +27,19 @@ _reaper: Reaper | None = None
 
 
 @signals.setup_logging.connect
-def _setup_logging(**_: object) -> None:
+def _setup_logging(loglevel: object = None, **_: object) -> None:
     """Our key=value format with job_id instead of Celery's (connecting this stops
-    Celery from configuring logging itself)."""
-    setup_logging(settings.log_level)
+    Celery from configuring logging itself). ``--loglevel`` wins over DIARQ_LOG_LEVEL."""
+    import logging as _logging
+
+    level = _logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel
+    setup_logging(str(level or settings.log_level))
 
 
 @signals.worker_process_init.connect
 def _load_models(**_: object) -> None:
     """Each pool process loads its models once, after fork (never in the parent)."""
     global _registry, _startup_error
-    setup_logging(settings.log_level)
     if settings.bench_trivial_pipeline_s is not None:
         log.warning("bench-trivial pipeline: no models loaded, results are empty")
         return
@@ -63,7 +65,6 @@ def _load_models(**_: object) -> None:
 @signals.worker_ready.connect
 def _start_reaper(**_: object) -> None:
     global _reaper
-    setup_logging(settings.log_level)
     if os.environ.get("DIARQ_REAPER", "on") == "off":
         return
     _reaper = Reaper(app, settings)
