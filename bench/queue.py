@@ -237,7 +237,10 @@ def main() -> None:
     env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0",
            "DIARQ_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
            "DIARQ_BROKER_URL": REDIS_URL, "DIARQ_BROKER_KEY_PREFIX": prefix,
-           "DIARQ_STORAGE_DIR": str(tmp / "storage"), "DIARQ_LOG_LEVEL": "WARNING"}
+           "DIARQ_STORAGE_DIR": str(tmp / "storage"), "DIARQ_LOG_LEVEL": "WARNING",
+           # measures the queue, not API keys or rate limits (127.0.0.1 only)
+           "DIARQ_AUTH": "off", "DIARQ_RATE_LIMIT_PER_MINUTE": "0",
+           "DIARQ_MAX_QUEUED_PER_KEY": "0"}
     procs: list[Proc] = []
     try:
         subprocess.run(DIARQ + ["db", "upgrade"], env=env, cwd=ROOT, check=True,

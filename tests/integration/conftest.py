@@ -17,6 +17,7 @@ import psycopg
 import pytest
 import redis
 
+from tests.integration.keys import create_key_with_cli, use_key
 from tests.integration.services import ROOT, WorkerProcess
 
 PG_ADMIN = os.environ.get("DIARQ_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -80,6 +81,11 @@ def service_env(pg_database: str, redis_prefix: str, tmp_path_factory) -> dict[s
         "DIARQ_PROGRESS_INTERVAL_S": "0.2",
         "DIARQ_MAX_ATTEMPTS": "3",
         "DIARQ_LOG_LEVEL": "INFO",
+        # authentication on, as in production (the `api_key` fixture makes a key); the
+        # submit limits stay active but out of the way (test_security.py tests them)
+        "DIARQ_AUTH": "on",
+        "DIARQ_RATE_LIMIT_PER_MINUTE": "1000",
+        "DIARQ_MAX_QUEUED_PER_KEY": "1000",
     }
 
 
@@ -121,10 +127,26 @@ def workers(settings, service_env: dict[str, str], log_dir: Path) -> Iterator[li
 
 
 @pytest.fixture(scope="session")
-def app(settings):  # noqa: ANN001, ANN201
+def api_key(settings, service_env: dict[str, str]) -> str:  # noqa: ANN001
+    """A key made by the real `diarq keys create`; the test clients below send it."""
+    return create_key_with_cli(service_env, "integration-tests")
+
+
+@pytest.fixture(scope="session")
+def api_key_id(settings, api_key: str) -> int:  # noqa: ANN001
+    """Id of ``api_key``: rows a test inserts directly must belong to it to be visible."""
+    from shared.keystore import authenticate
+
+    key_id = authenticate(settings, api_key)
+    assert key_id is not None
+    return key_id
+
+
+@pytest.fixture(scope="session")
+def app(settings, api_key: str):  # noqa: ANN001, ANN201
     from api import create_app
 
-    return create_app({"DIARQ_SETTINGS": settings, "TESTING": True})
+    return use_key(create_app({"DIARQ_SETTINGS": settings, "TESTING": True}), api_key)
 
 
 @pytest.fixture
@@ -133,13 +155,13 @@ def client(app, workers):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture(scope="session")
-def app_for_queue(settings):  # noqa: ANN001, ANN201
+def app_for_queue(settings, api_key: str):  # noqa: ANN001, ANN201
     """An API app that routes jobs to another queue (same DB, broker and storage)."""
     from api import create_app
 
     def make(queue: str):  # noqa: ANN202
-        return create_app({"DIARQ_SETTINGS": settings.model_copy(update={"job_queue": queue}),
-                           "TESTING": True})
+        return use_key(create_app({"DIARQ_SETTINGS": settings.model_copy(
+            update={"job_queue": queue}), "TESTING": True}), api_key)
 
     return make
 

@@ -34,7 +34,8 @@ def test_db_upgrade_on_sqlite(tmp_path) -> None:  # noqa: ANN001
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         version = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
     assert {"jobs", "results", "alembic_version"} <= tables
-    assert version == "0001"
+    assert version == "0002"
+    assert "api_keys" in tables
 
 
 def test_invalid_configuration_fails_with_what_to_set() -> None:
@@ -45,9 +46,10 @@ def test_invalid_configuration_fails_with_what_to_set() -> None:
     assert "DIARQ_DATABASE_URL" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_gunicorn_api_serves_jobs(service_env, workers, speech_wav) -> None:  # noqa: ANN001
+def test_gunicorn_api_serves_jobs(service_env, workers, speech_wav, api_key) -> None:  # noqa: ANN001
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {api_key}"}
     proc = subprocess.Popen(DIARQ + ["api", "--port", str(port), "--workers", "1"],
                             env=service_env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -59,17 +61,18 @@ def test_gunicorn_api_serves_jobs(service_env, workers, speech_wav) -> None:  # 
                 return False
         wait_until(ready, timeout=30, interval=0.2, what="gunicorn")
         with open(speech_wav, "rb") as fh:
-            resp = requests.post(f"{url}/v1/jobs", files={"file": ("s.wav", fh)}, timeout=30)
+            resp = requests.post(f"{url}/v1/jobs", files={"file": ("s.wav", fh)}, timeout=30,
+                                 headers=auth)
         assert resp.status_code == 202
         job_id = resp.json()["id"]
-        wait_until(lambda: requests.get(f"{url}/v1/jobs/{job_id}", timeout=5).json()["status"]
-                   == "succeeded", timeout=60, what="job via gunicorn")
+        wait_until(lambda: requests.get(f"{url}/v1/jobs/{job_id}", timeout=5, headers=auth)
+                   .json()["status"] == "succeeded", timeout=60, what="job via gunicorn")
         srt = requests.get(f"{url}/v1/jobs/{job_id}/result", params={"format": "srt"},
-                           timeout=5)
+                           timeout=5, headers=auth)
         assert srt.status_code == 200
         # larger than DIARQ_MAX_UPLOAD_MB=2: JSON 413 from the real server too
         big = requests.post(f"{url}/v1/jobs", files={"file": ("b.wav", b"\0" * (4 << 20))},
-                            timeout=30)
+                            timeout=30, headers=auth)
         assert big.status_code == 413
         assert big.json()["error"]["code"] == "upload_too_large"
     finally:
@@ -86,6 +89,7 @@ def test_embedded_up_demo(tmp_path, speech_wav) -> None:  # noqa: ANN001
         "DIARQ_BROKER_URL": f"filesystem://{tmp_path / 'broker'}",
         "DIARQ_STORAGE_DIR": str(tmp_path / "storage"),
         "DIARQ_BENCH_TRIVIAL_PIPELINE_S": "0.3",
+        "DIARQ_AUTH": "off",
     }
     t0 = time.monotonic()
     proc = subprocess.run(DIARQ + ["up", "--port", str(free_port()), "--demo", str(speech_wav),

@@ -33,7 +33,9 @@ def submit(client, path, **form):  # noqa: ANN001, ANN201
 
 def wait_done(client, job_id: str, timeout: float = 60) -> dict:  # noqa: ANN001
     def done():  # noqa: ANN202
-        job = check_spec(client.get(f"/v1/jobs/{job_id}"), "/v1/jobs/{id}", "GET")
+        resp = client.get(f"/v1/jobs/{job_id}")
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        job = check_spec(resp, "/v1/jobs/{id}", "GET")
         return job if job["status"] in ("succeeded", "failed", "canceled") else None
 
     return wait_until(done, timeout=timeout, what=f"job {job_id} to finish")

@@ -24,9 +24,23 @@ def app(tmp_path: Path):  # noqa: ANN201
         broker_url=f"filesystem://{tmp_path / 'broker'}",
         storage_dir=tmp_path / "storage",
         max_upload_mb=1,
+        auth="off",  # keys have their own tests
     )
     upgrade(settings)
-    return create_app({"DIARQ_SETTINGS": settings, "TESTING": True})
+    from flask.testing import FlaskClient
+
+    from shared.keystore import create_key
+
+    _, key = create_key(settings, "unit")
+
+    class KeyedClient(FlaskClient):  # authentication is on by default: send a key
+        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            super().__init__(*args, **kwargs)
+            self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+
+    app = create_app({"DIARQ_SETTINGS": settings, "TESTING": True})
+    app.test_client_class = KeyedClient
+    return app
 
 
 def _error(resp) -> dict:  # noqa: ANN001
