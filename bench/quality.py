@@ -1,0 +1,262 @@
+"""Diarization and transcription quality on a corpus of real recordings.
+
+    .venv/bin/python bench/quality.py [CORPUS_DIR] [--out quality.json] [--profile offline]
+
+CORPUS_DIR (default ../shared/eval beside the checkout) holds ``<uri>.wav`` with
+``<uri>.rttm`` references (``<uri>.uem`` = scored region where given) and, for
+WER, ``<uri>.stm`` or ``<uri>.txt`` transcripts. For every recording with an
+RTTM, diarization runs twice: automatic speaker count, and the true count given
+as ``num_speakers``. Reported:
+
+* DER (pyannote.metrics DiarizationErrorRate, overlap scored, UEM when given),
+  accumulated over files (total error time / total reference speech), with no
+  collar and with a 0.25 s collar on each side of every reference boundary
+  (pyannote's ``collar`` is the total width, so that is ``collar=0.5``);
+* whether the number of speakers found equals the reference;
+* WER (jiwer; lower case, no punctuation) for recordings with a transcript, and
+  cpWER (meeteval) where the transcript names its speakers (STM), through the
+  full pipeline ``worker.pipeline.run_pipeline``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+ROOT = Path(__file__).resolve().parent.parent
+# run as a script, bench/ would come first on sys.path and bench/queue.py would
+# shadow the standard library's queue module
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+COLLARS = {"collar 0": 0.0, "collar 0.25 s": 0.5}  # name -> pyannote collar (total width)
+
+
+@dataclass
+class Recording:
+    uri: str
+    wav: Path
+    rttm: Path | None
+    uem: Path | None
+    stm: Path | None
+    txt: Path | None
+
+
+def find_recordings(corpus: Path) -> list[Recording]:
+    out = []
+    for wav in sorted(corpus.rglob("*.wav")):
+        def sib(ext: str, wav: Path = wav) -> Path | None:
+            p = wav.with_suffix(ext)
+            return p if p.is_file() else None
+
+        out.append(Recording(wav.stem, wav, sib(".rttm"), sib(".uem"), sib(".stm"), sib(".txt")))
+    return out
+
+
+def read_rttm(path: Path) -> Any:
+    from pyannote.core import Annotation, Segment
+
+    ann = Annotation(uri=path.stem)
+    for i, line in enumerate(path.read_text().splitlines()):
+        f = line.split()
+        if len(f) >= 8 and f[0] == "SPEAKER":
+            start, dur = float(f[3]), float(f[4])
+            ann[Segment(start, start + dur), i] = f[7]
+    return ann
+
+
+def read_uem(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from pyannote.core import Segment, Timeline
+
+    segs = [Segment(float(f[2]), float(f[3]))
+            for f in (line.split() for line in path.read_text().splitlines()) if len(f) >= 4]
+    return Timeline(segs)
+
+
+def turns_to_annotation(turns: list[Any], uri: str) -> Any:
+    from pyannote.core import Annotation, Segment
+
+    ann = Annotation(uri=uri)
+    for i, t in enumerate(turns):
+        ann[Segment(t.start, t.end), i] = t.speaker
+    return ann
+
+
+def der_report(pairs: list[tuple[Any, Any, Any]]) -> dict[str, Any]:
+    """Accumulated DER per collar, and per-file DER (collar 0.25 s)."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    out: dict[str, Any] = {}
+    for name, collar in COLLARS.items():
+        metric = DiarizationErrorRate(collar=collar, skip_overlap=False)
+        per_file = {}
+        for ref, hyp, uem in pairs:
+            per_file[ref.uri] = metric(ref, hyp, uem=uem)
+        detail = metric[:]  # accumulated components
+        out[name] = {
+            "der": abs(metric),
+            "missed": detail["missed detection"] / detail["total"],
+            "false_alarm": detail["false alarm"] / detail["total"],
+            "confusion": detail["confusion"] / detail["total"],
+            "per_file": per_file,
+        }
+    return out
+
+
+def normalize_text(text: str) -> str:
+    text = text.lower().replace("-", " ")
+    text = re.sub(r"[^\w\s']", " ", text)
+    text = text.replace("'", "")
+    return " ".join(text.split())
+
+
+def read_stm(path: Path) -> list[tuple[str, float, float, str]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        f = line.split(maxsplit=5)
+        if len(f) >= 6 and not line.startswith(";;"):
+            rows.append((f[2], float(f[3]), float(f[4]), f[5]))
+    return rows
+
+
+def transcript_scores(rec: Recording, profile_settings: Any) -> dict[str, Any] | None:
+    """WER (and cpWER with an STM) through the whole pipeline; None without a transcript."""
+    if rec.stm is None and rec.txt is None:
+        return None
+    import jiwer
+
+    from shared.options import parse_options
+    from worker.pipeline import run_pipeline
+    from worker.registry import get_registry
+
+    result = run_pipeline(rec.wav, parse_options({}), registry=get_registry(profile_settings))
+    hyp = normalize_text(" ".join(s.text for s in result.segments))
+    out: dict[str, Any] = {"asr_model": profile_settings.asr_model}
+    if rec.stm is not None:
+        rows = read_stm(rec.stm)
+        ref = normalize_text(" ".join(r[3] for r in sorted(rows, key=lambda r: r[1])))
+        from meeteval.wer.wer.cp import cp_word_error_rate
+
+        ref_by_spk: dict[str, list[str]] = {}
+        for spk, _, _, text in sorted(rows, key=lambda r: r[1]):
+            ref_by_spk.setdefault(spk, []).append(normalize_text(text))
+        hyp_by_spk: dict[str, list[str]] = {}
+        for seg in result.segments:
+            hyp_by_spk.setdefault(seg.speaker or "?", []).append(normalize_text(seg.text))
+        cp = cp_word_error_rate([" ".join(v) for v in ref_by_spk.values()],
+                                [" ".join(v) for v in hyp_by_spk.values()])
+        out["cpwer"] = float(cp.error_rate)
+    else:
+        ref = normalize_text(rec.txt.read_text())  # type: ignore[union-attr]
+    out["wer"] = float(jiwer.wer(ref, hyp))
+    out["reference_words"] = len(ref.split())
+    return out
+
+
+def run(corpus: Path, settings: Any, with_wer: bool = True) -> dict[str, Any]:
+    from worker.audio import decode_audio
+    from worker.diarization import load_diarizer
+
+    diarizer = load_diarizer(settings)
+    recs = find_recordings(corpus)
+    files: dict[str, Any] = {}
+    pairs: dict[str, list[tuple[Any, Any, Any]]] = {"auto": [], "oracle": []}
+    audio_s = compute_s = 0.0
+    for rec in recs:
+        if rec.rttm is None:
+            continue
+        ref = read_rttm(rec.rttm)
+        uem = read_uem(rec.uem)
+        audio = decode_audio(rec.wav)
+        true_n = len(ref.labels())
+        row: dict[str, Any] = {"reference_speakers": true_n}
+        for mode, n in (("auto", None), ("oracle", true_n)):
+            t0 = time.perf_counter()
+            turns = diarizer.diarize(audio, num_speakers=n)
+            dt = time.perf_counter() - t0
+            if mode == "auto":
+                audio_s += len(audio) / 16000
+                compute_s += dt
+            hyp = turns_to_annotation(turns, rec.uri)
+            pairs[mode].append((ref, hyp, uem))
+            row[f"{mode}_speakers"] = len(hyp.labels())
+        files[rec.uri] = row
+        print(f"  {rec.uri}: reference {true_n}, found {row['auto_speakers']}", file=sys.stderr)
+    report: dict[str, Any] = {
+        "profile": settings.profile,
+        "diarizer": diarizer.describe(),
+        "files": files,
+        "speaker_count_right": sum(r["auto_speakers"] == r["reference_speakers"]
+                                   for r in files.values()),
+        "files_scored": len(files),
+        "diarization_rtf": compute_s / audio_s if audio_s else None,
+        "der": {mode: der_report(p) for mode, p in pairs.items()},
+    }
+    for mode, rep in report["der"].items():
+        for uri, value in rep["collar 0.25 s"]["per_file"].items():
+            files[uri][f"{mode}_der_collar025"] = value
+        for uri, value in rep["collar 0"]["per_file"].items():
+            files[uri][f"{mode}_der_collar0"] = value
+    if with_wer:
+        wer = {}
+        for rec in recs:
+            scores = transcript_scores(rec, settings)
+            if scores is not None:
+                wer[rec.uri] = scores
+        report["transcription"] = wer
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"profile {report['profile']}; diarization RTF {report['diarization_rtf']:.3f}")
+    print(f"{'file':<22} {'ref':>3} {'auto':>4} {'DER0':>6} {'DER.25':>6} "
+          f"{'DER.25 (n given)':>16}")
+    for uri, r in report["files"].items():
+        mark = "" if r["auto_speakers"] == r["reference_speakers"] else " *"
+        print(f"{uri:<22} {r['reference_speakers']:>3} {r['auto_speakers']:>4} "
+              f"{100 * r['auto_der_collar0']:6.1f} {100 * r['auto_der_collar025']:6.1f} "
+              f"{100 * r['oracle_der_collar025']:16.1f}{mark}")
+    print(f"speaker count right: {report['speaker_count_right']}/{report['files_scored']}")
+    for mode in ("auto", "oracle"):
+        d = report["der"][mode]
+        c = d["collar 0.25 s"]
+        print(f"accumulated DER ({mode} count): collar 0 {100 * d['collar 0']['der']:.1f} %, "
+              f"collar 0.25 s {100 * c['der']:.1f} % (missed {100 * c['missed']:.1f}, "
+              f"false alarm {100 * c['false_alarm']:.1f}, confusion {100 * c['confusion']:.1f})")
+    for uri, s in report.get("transcription", {}).items():
+        extra = f", cpWER {100 * s['cpwer']:.1f} %" if "cpwer" in s else ""
+        print(f"{uri}: WER {100 * s['wer']:.1f} % ({s['reference_words']} words, "
+              f"{s['asr_model']}){extra}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("corpus", nargs="?", type=Path, default=ROOT.parent / "shared" / "eval")
+    parser.add_argument("--out", type=Path, help="write the full report as JSON here")
+    parser.add_argument("--profile", choices=["offline", "hub"], default=None)
+    parser.add_argument("--no-wer", action="store_true", help="diarization only")
+    args = parser.parse_args(argv)
+
+    from shared.settings import load_settings
+
+    overrides = {"profile": args.profile} if args.profile else {}
+    settings = load_settings(**overrides)
+    report = run(args.corpus, settings, with_wer=not args.no_wer)
+    print_table(report)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""Offline diarization on real recordings (tests/data): speaker count, num_speakers, progress."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.settings import load_settings
+
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+@pytest.fixture(scope="session")
+def offline_models() -> Path:
+    from worker.offline_models import prepare_offline_models
+
+    settings = load_settings()
+    prepare_offline_models(settings.model_dir)  # only verifies when already prepared
+    return settings.model_dir
+
+
+@pytest.fixture(scope="module")
+def diarizer(offline_models: Path):  # type: ignore[no-untyped-def]
+    from worker.diarization import load_diarizer
+
+    return load_diarizer(load_settings(profile="offline", model_dir=offline_models))
+
+
+@pytest.fixture(scope="module")
+def falcon() -> np.ndarray:
+    from worker.audio import decode_audio
+
+    return decode_audio(DATA / "falcon_test.wav")
+
+
+def _reference(path: Path) -> list[tuple[float, float, str]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        f = line.split()
+        rows.append((float(f[3]), float(f[3]) + float(f[4]), f[7]))
+    return rows
+
+
+def _speaker_during(turns, start: float, end: float) -> str | None:  # type: ignore[no-untyped-def]
+    """The hypothesis speaker talking most within [start, end]."""
+    talk: dict[str, float] = {}
+    for t in turns:
+        overlap = min(end, t.end) - max(start, t.start)
+        if overlap > 0:
+            talk[t.speaker] = talk.get(t.speaker, 0.0) + overlap
+    return max(talk, key=talk.__getitem__) if talk else None
+
+
+def test_three_speakers_found_and_match_reference(diarizer, falcon) -> None:  # type: ignore[no-untyped-def]
+    progress: list[float] = []
+    turns = diarizer.diarize(falcon, progress=progress.append)
+    speakers = sorted({t.speaker for t in turns})
+    assert speakers == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_02"]
+    # each reference turn is mostly one hypothesis speaker, a different one per person
+    ref = _reference(DATA / "falcon_test.rttm")
+    found = [_speaker_during(turns, s, e) for s, e, _ in ref]
+    assert found == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_02"]
+    # speech is found where the reference has it (within half a second)
+    for (s, e, _), spk in zip(ref, found, strict=True):
+        covered = sum(max(0.0, min(e, t.end) - max(s, t.start)) for t in turns if t.speaker == spk)
+        assert covered > 0.8 * (e - s) - 0.5
+    assert progress and progress[-1] == 1.0
+    assert all(b > a for a, b in zip(progress, progress[1:], strict=False))
+    assert all(0.0 <= p <= 1.0 for p in progress)
+
+
+def test_num_speakers_is_honoured(diarizer, falcon) -> None:  # type: ignore[no-untyped-def]
+    two = diarizer.diarize(falcon, num_speakers=2)
+    assert len({t.speaker for t in two}) == 2
+    at_most_two = diarizer.diarize(falcon, max_speakers=2)
+    assert len({t.speaker for t in at_most_two}) <= 2
+
+
+def test_two_speaker_telephone_sample(diarizer) -> None:  # type: ignore[no-untyped-def]
+    from worker.audio import decode_audio
+
+    audio = decode_audio(DATA / "sample.wav")
+    turns = diarizer.diarize(audio, num_speakers=2)
+    assert {t.speaker for t in turns} == {"SPEAKER_00", "SPEAKER_01"}
+    ref = _reference(DATA / "sample.rttm")
+    # the long reference turns (> 3 s) are attributed consistently to two people
+    mapping: dict[str, str] = {}
+    for s, e, who in ref:
+        if e - s > 3.0:
+            spk = _speaker_during(turns, s, e)
+            assert mapping.setdefault(who, spk) == spk  # type: ignore[arg-type]
+    assert len(set(mapping.values())) == 2
+
+
+def test_silence_gives_no_turns(diarizer) -> None:  # type: ignore[no-untyped-def]
+    assert diarizer.diarize(np.zeros(16000 * 6, dtype=np.float32)) == []
+
+
+def test_describe_labels_offline_accuracy(diarizer) -> None:  # type: ignore[no-untyped-def]
+    info = diarizer.describe()
+    assert info["profile"] == "offline" and info["backend"] == "pyannote.audio"
+    assert "lower" in info["accuracy"]
+    assert "GE2E" in info["embedding"] and "segmentation" in info["segmentation"]
+
+
+def test_config_loads_with_pyannote_from_pretrained(offline_models: Path) -> None:
+    """bench and air-gapped users load the assembled directory with pyannote's own API."""
+    from pyannote.audio import Pipeline
+
+    from worker.offline_models import offline_model_paths
+
+    pipeline = Pipeline.from_pretrained(offline_model_paths(offline_models).diarization_config)
+    assert type(pipeline).__name__ == "OfflineSpeakerDiarization"
