@@ -40,6 +40,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     app.config.update(config)
     Diarq(settings).init_app(app)
+    from api.auth import init_auth
+
+    init_auth(app)  # refuses DIARQ_AUTH=off on a public address; Bearer keys otherwise
 
     from api.compat import bp as compat_bp
     from api.health import bp as health_bp

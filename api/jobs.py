@@ -7,9 +7,10 @@ import binascii
 import json
 from datetime import datetime
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import and_, or_, select
 
+from api.auth import owner_filter
 from api.errors import ApiError
 from api.serialize import iso, job_to_dict
 from api.submit import form_options, submit
@@ -32,9 +33,14 @@ def create_job():  # noqa: ANN201
 
 def _get_job(session, job_id: str) -> Job:  # noqa: ANN001
     job = session.get(Job, job_id) if len(job_id) <= 36 else None
-    if job is None:
+    # another key's job is answered exactly like a job that does not exist
+    if job is None or not _owned(job):
         raise ApiError(f"no job with id {job_id}", code="job_not_found", http_status=404)
     return job
+
+
+def _owned(job: Job) -> bool:
+    return job.api_key_id == g.get("api_key_id")
 
 
 @bp.get("/<job_id>")
@@ -56,7 +62,8 @@ def list_jobs():  # noqa: ANN201
     if not 1 <= limit <= 100:
         raise ApiError("limit must be an integer from 1 to 100", code="invalid_request",
                        http_status=422)
-    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    query = (select(Job).where(owner_filter(g.get("api_key_id")))
+             .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
     if status:
         query = query.where(Job.status == status)
     cursor = request.args.get("cursor")

@@ -6,7 +6,7 @@ import logging
 import uuid
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import current_app, g, jsonify, request
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import ApiError
@@ -38,7 +38,7 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
         raise ApiError("the uploaded file is empty (0 bytes); send the complete recording",
                        code="audio_empty", http_status=400)
 
-    key = request.headers.get("Idempotency-Key", "").strip()[:200] or None
+    key = _scoped_idempotency_key(request.headers.get("Idempotency-Key", ""))
     if key:
         existing = _by_key(key)
         if existing is not None:
@@ -47,7 +47,7 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
     job_id = str(uuid.uuid4())
     stored = storage.keep_audio(writer, job_id)
     path = storage.path(stored.rel_path)
-    filename = request.files[file_field].filename or None
+    filename = display_filename(request.files[file_field].filename)
     from api.probe import probe_upload
 
     try:
@@ -55,17 +55,19 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
     except AudioError as exc:
         storage.delete(stored.rel_path)
         status = 415 if exc.code in _NOT_AUDIO else exc.http_status
+        if exc.code == "audio_too_long":
+            status = 422  # the bytes were acceptable (413 is for size); the duration is not
         raise ApiError(exc.message, code=exc.code, http_status=status) from None
 
     now = utcnow()
     job = Job(
         id=job_id, status=QUEUED, progress=0.0, options=options.model_dump(exclude_none=True),
         queue=settings.job_queue, idempotency_key=key,
-        audio_path=stored.rel_path, audio_filename=(filename or "")[:500] or None,
+        audio_path=stored.rel_path, audio_filename=filename,
         audio_sha256=stored.sha256, audio_bytes=stored.size, audio_duration=probe.duration,
         audio_codec=probe.codec, audio_sample_rate=probe.sample_rate,
         audio_channels=probe.channels, attempts=0, created_at=now, updated_at=now,
-        enqueued_at=now,
+        enqueued_at=now, api_key_id=g.get("api_key_id"),
     )
     try:
         with session_scope(settings) as session:
@@ -88,6 +90,27 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
         # the row is queued; the reaper enqueues it again once the broker is back
         log.warning("enqueue failed; the reaper will retry job_id=%s", job_id, exc_info=True)
     return _answer(job, 202)
+
+
+def display_filename(name: str | None) -> str | None:
+    """The client's file name, for display only (storage uses generated names): its last
+    path component, without control characters (PostgreSQL refuses NUL) or undecodable
+    bytes, at most 200 characters."""
+    if not name:
+        return None
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = name.encode("utf-8", "replace").decode("utf-8", "replace")
+    name = "".join(ch for ch in name if ch.isprintable())
+    return name.strip()[:200] or None
+
+
+def _scoped_idempotency_key(header: str) -> str | None:
+    """Idempotency keys are per API key: another key sending the same value gets its
+    own job, never someone else's (stored as "<key id>:<value>")."""
+    value = header.strip()[:160]
+    if not value:
+        return None
+    return f"{g.get('api_key_id') or '-'}:{value}"
 
 
 def _by_key(key: str) -> Job | None:

@@ -21,7 +21,21 @@ class UploadRequest(Request):
         # 1 MiB reads instead of 64 KiB: a quarter of the per-upload CPU went into
         # the parser's and server's per-chunk Python overhead (bench/queue.py)
         parser.buffer_size = 1 << 20
+        # a malformed body (e.g. part headers that are not UTF-8) is a 400 that says so,
+        # not an empty form answered with a misleading "no file"
+        parser.silent = False
         return parser
+
+    def _load_form_data(self) -> None:
+        try:
+            super()._load_form_data()
+        except ValueError:
+            from api.errors import ApiError
+
+            raise ApiError(
+                "the multipart/form-data body could not be parsed (part headers must be UTF-8, "
+                "parts must be complete); send the file with a standard HTTP client",
+                code="malformed_upload", http_status=400) from None
 
     def _get_file_stream(
         self,

@@ -23,6 +23,22 @@ class Base(DeclarativeBase):
     pass
 
 
+class ApiKey(Base):
+    """An API key, stored only as its SHA-256 digest (shared/apikeys.py); the prefix
+    (``dq_`` + 6 characters) is kept in clear so operators can tell keys apart."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Job(Base):
     __tablename__ = "jobs"
 
@@ -33,6 +49,10 @@ class Job(Base):
     options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     queue: Mapped[str] = mapped_column(String(64), nullable=False, default="cpu")
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # the API key that created the job; any other key gets 404 for it (NULL: auth off)
+    api_key_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )
 
     # the upload, stored under a generated name relative to the storage directory
     audio_path: Mapped[str | None] = mapped_column(String(500))

@@ -31,7 +31,15 @@ class Settings(BaseSettings):
     port: int = Field(3001, ge=1, le=65535)
     max_upload_mb: int = Field(1024, ge=1)
     max_audio_seconds: float = Field(4 * 3600, gt=0)
-    auth: Literal["on", "off"] = "off"
+    # API keys (Bearer). "off" is for the embedded single-user `diarq up` only (which
+    # sets it unless DIARQ_AUTH is given); off + a non-loopback DIARQ_HOST is refused at
+    # start unless DIARQ_AUTH_OFF_FORCE=true.
+    auth: Literal["on", "off"] = "on"
+    auth_off_force: bool = False
+    # per API key (or per server when auth is off): jobs created in the last 60 s, and
+    # jobs waiting in `queued`; 0 disables the limit. Answered with 429 + Retry-After.
+    rate_limit_per_minute: int = Field(60, ge=0)
+    max_queued_per_key: int = Field(100, ge=0)
 
     # --- pipeline ----------------------------------------------------------
     profile: Literal["offline", "hub"] = "offline"

@@ -34,11 +34,21 @@ def _check(resp: Any) -> Any:
     return resp
 
 
+def _auth_headers() -> dict[str, str]:
+    """``Authorization: Bearer $DIARQ_API_KEY`` when a key is set (servers with auth on)."""
+    import os
+
+    key = os.environ.get("DIARQ_API_KEY", "").strip()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def _request(method: str, url: str, **kwargs: Any) -> Any:
     import requests
 
+    headers = {**_auth_headers(), **kwargs.pop("headers", {})}
     try:
-        return _check(requests.request(method, url, timeout=kwargs.pop("timeout", 60), **kwargs))
+        return _check(requests.request(method, url, timeout=kwargs.pop("timeout", 60),
+                                       headers=headers, **kwargs))
     except requests.ConnectionError:
         base = url.split("/v1/")[0]
         raise ClientError(f"cannot reach the diarq server at {base}; start it with `diarq up` "

@@ -41,6 +41,11 @@ def db_upgrade(revision: str) -> None:
 def api_cmd(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the HTTP API with gunicorn (production)."""
     settings = get_settings()  # invalid configuration fails here, with what to set
+    from api.auth import check_auth_exposure
+
+    check_auth_exposure(settings, host or settings.host)  # no open API on a public address
+    if host:
+        os.environ["DIARQ_HOST"] = host  # the app checks the address it is really bound to
     _check_db(settings)
     argv = [
         sys.executable, "-m", "gunicorn",
@@ -144,6 +149,8 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
 
     Defaults need no external service: SQLite, local storage and a filesystem broker
     under var/. Point DIARQ_DATABASE_URL / DIARQ_BROKER_URL elsewhere to use real ones.
+    API keys are off here (single user on 127.0.0.1) unless DIARQ_AUTH=on is set; then
+    clients, --demo included, send DIARQ_API_KEY.
     """
     from shared.db import upgrade
 
@@ -152,6 +159,9 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
     port = port or settings.port
     url = f"http://{settings.host}:{port}"
     env = dict(os.environ, DIARQ_PORT=str(port), PYANNOTE_METRICS_ENABLED="0")
+    # the embedded single-user mode needs no key unless DIARQ_AUTH is set explicitly;
+    # the API still refuses auth off on a non-loopback DIARQ_HOST (api/auth.py)
+    env.setdefault("DIARQ_AUTH", "off")
     procs = [
         _spawn(["api", "--port", str(port), "--workers", "1"], env),
         _spawn(["worker", "--concurrency", "1"], env),

@@ -81,16 +81,18 @@ def _stored_row(settings, speech_wav, **values) -> str:  # noqa: ANN001
 
 
 def test_reaper_requeues_stale_running_and_lost_queued(client, settings, workers,  # noqa: ANN001
-                                                        speech_wav):
+                                                        speech_wav, api_key_id):
     long_ago = utcnow() - timedelta(hours=1)
+    mine = {"api_key_id": api_key_id}  # owned by the test client's key: it may read them
     stale = _stored_row(settings, speech_wav, status=RUNNING, attempts=1, worker="ghost@gone",
                         claim_token=str(uuid.uuid4()), heartbeat_at=long_ago,
-                        started_at=long_ago)
+                        started_at=long_ago, **mine)
     exhausted = _stored_row(settings, speech_wav, status=RUNNING, attempts=3,
                             worker="ghost@gone", claim_token=str(uuid.uuid4()),
-                            heartbeat_at=long_ago, started_at=long_ago)
+                            heartbeat_at=long_ago, started_at=long_ago, **mine)
     # queued an hour ago, but its message never reached the broker
-    lost = _stored_row(settings, speech_wav, status=QUEUED, attempts=0, enqueued_at=long_ago)
+    lost = _stored_row(settings, speech_wav, status=QUEUED, attempts=0, enqueued_at=long_ago,
+                      **mine)
 
     done = wait_done(client, stale, timeout=60)
     assert (done["status"], done["attempts"]) == ("succeeded", 2)

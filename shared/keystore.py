@@ -1,0 +1,88 @@
+"""API keys in the database: create (the key is returned once), list, revoke, look up.
+
+Only the SHA-256 digest of a key is stored (shared/apikeys.py); a lost key cannot be
+recovered, only revoked and replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+
+from shared.apikeys import KEY_PREFIX, display_prefix, generate_key, hash_key
+from shared.db import session_scope
+from shared.errors import DiarqError
+from shared.models import ApiKey, utcnow
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What may be shown about a key: never the key itself."""
+
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def _info(row: ApiKey) -> KeyInfo:
+    return KeyInfo(row.id, row.name, row.prefix, row.created_at, row.revoked_at)
+
+
+def create_key(settings: Settings, name: str) -> tuple[KeyInfo, str]:
+    """A new key named ``name``; returns its info and the key in clear (shown once)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise DiarqError("give the key a name of 1 to 200 characters (--name)",
+                         code="invalid_key_name")
+    key = generate_key()
+    row = ApiKey(name=name, prefix=display_prefix(key), key_hash=hash_key(key),
+                 created_at=utcnow())
+    with session_scope(settings) as session:
+        session.add(row)
+        session.flush()
+        info = _info(row)
+    return info, key
+
+
+def list_keys(settings: Settings) -> list[KeyInfo]:
+    with session_scope(settings) as session:
+        return [_info(r) for r in session.scalars(select(ApiKey).order_by(ApiKey.id))]
+
+
+def revoke_key(settings: Settings, id_or_prefix: str) -> KeyInfo:
+    """Revoke the key with this numeric id or display prefix (``dq_xxxxxx``)."""
+    ref = id_or_prefix.strip()
+    cond = [ApiKey.prefix == ref]
+    if ref.isdigit():
+        cond.append(ApiKey.id == int(ref))
+    with session_scope(settings) as session:
+        rows = list(session.scalars(select(ApiKey).where(or_(*cond))))
+        if not rows:
+            raise DiarqError(f"no API key with id or prefix {ref!r}; see `diarq keys list`",
+                             code="key_not_found")
+        if len(rows) > 1:
+            raise DiarqError(f"{len(rows)} keys share the prefix {ref!r}; revoke by id "
+                             "(see `diarq keys list`)", code="key_ambiguous")
+        row = rows[0]
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+        session.flush()
+        return _info(row)
+
+
+def authenticate(settings: Settings, key: str) -> int | None:
+    """The id of the active key ``key``, or None (unknown, revoked or malformed)."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    with session_scope(settings) as session:
+        row = session.execute(
+            select(ApiKey.id, ApiKey.revoked_at).where(ApiKey.key_hash == hash_key(key))
+        ).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    return int(row.id)
