@@ -27,6 +27,7 @@ from shared.models import (
     JobResult,
     utcnow,
 )
+from shared.redact import redact
 
 WORKER_LOST = "worker_lost"
 
@@ -103,7 +104,8 @@ def _lost_message(max_attempts: int) -> str:
 
 
 def _failed_values(now: datetime, code: str, message: str) -> dict[str, Any]:
-    return dict(status=FAILED, error_code=code, error_message=message, finished_at=now,
+    # every stored error message passes here: no token or API key reaches the jobs table
+    return dict(status=FAILED, error_code=code, error_message=redact(message), finished_at=now,
                 updated_at=now)
 
 

@@ -42,3 +42,6 @@ def setup_logging(level: str = "INFO") -> None:
         root.addHandler(handler)
     root.setLevel(level.upper())
     install_redaction(root)
+    # servers that keep their own handlers instead of propagating to the root logger
+    for name in ("gunicorn.error", "gunicorn.access"):
+        install_redaction(logging.getLogger(name))

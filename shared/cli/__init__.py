@@ -18,6 +18,11 @@ COMMAND_MODULES = ("models", "process", "doctor", "service", "client", "keys")
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """diarq: who said what, when."""
+    from shared.logging import setup_logging
+
+    # warnings of every command go through the redacting handler (no token in the output);
+    # `diarq worker` and the API raise the level to DIARQ_LOG_LEVEL themselves
+    setup_logging("WARNING")
 
 
 for _name in COMMAND_MODULES:

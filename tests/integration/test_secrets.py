@@ -1,0 +1,142 @@
+"""The Hugging Face token and API keys never leak: a hub-profile worker whose model load
+really fails (no network here: the hub is unreachable) runs jobs with a recognisable
+token in its environment; then every log file, every DB row, every API response body
+and `diarq doctor` / `diarq keys list` output is searched for the token and the key."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from shared.db import get_engine
+from tests.integration.keys import bearer, create_key_with_cli
+from tests.integration.services import DIARQ, ROOT, WorkerProcess, wait_until
+from tests.integration.test_commands import free_port
+
+pytestmark = pytest.mark.integration
+
+CANARY = "hf_diarqLeakCanary7Qx2Vb9Lm4Np8Rs3Tz6Wy1"
+HUB_CODES = ("hub_unreachable", "token_invalid", "token_missing", "model_access_denied",
+             "model_not_found", "model_load_failed")
+
+
+@pytest.fixture(scope="module")
+def hub_env(service_env: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in service_env.items() if k != "HUGGINGFACE_HUB_TOKEN"}
+    env.update({"HF_TOKEN": CANARY, "DIARQ_PROFILE": "hub", "DIARQ_JOB_QUEUE": "hub",
+                "DIARQ_LOG_LEVEL": "DEBUG"})
+    return env
+
+
+@pytest.fixture(scope="module")
+def hub_worker(hub_env, log_dir, settings) -> Iterator[WorkerProcess]:  # noqa: ANN001
+    worker = WorkerProcess("hub", hub_env, log_dir, queues="hub")
+    try:
+        worker.wait_ready(timeout=180, marker="models could not be loaded code=")
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def hub_api(hub_env, log_dir, settings) -> Iterator[str]:  # noqa: ANN001
+    """`diarq api` (gunicorn) with the token in its environment too, logging to a file."""
+    port = free_port()
+    log = open(log_dir / "api-secrets.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(DIARQ + ["api", "--port", str(port), "--workers", "1"],
+                            env=hub_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{url}/readyz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+    try:
+        wait_until(ready, timeout=30, interval=0.2, what="gunicorn")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+def _leaks(text_: str, secrets: list[str]) -> list[str]:
+    return [s[:12] + "..." for s in secrets if s in text_]
+
+
+def test_no_secret_anywhere(hub_worker, hub_api, hub_env, log_dir, settings, speech_wav):  # noqa: ANN001, PLR0915
+    key = create_key_with_cli(hub_env, "secrets-test")
+    # the secrets we look for: the token, the key, and the key's random part alone
+    secrets = [CANARY, key, key[3:]]
+    # the canary really is where a leak could come from: the worker's environment
+    environ = Path(f"/proc/{hub_worker.proc.pid}/environ").read_bytes()
+    assert CANARY.encode() in environ
+
+    bodies: list[str] = []
+
+    def call(method: str, path: str, **kwargs) -> requests.Response:  # noqa: ANN003
+        resp = requests.request(method, hub_api + path, timeout=30, **kwargs)
+        # what the server sent back (headers and body), not what the test sent
+        bodies.append(f"{resp.status_code} {dict(resp.headers)}\n{resp.text}")
+        return resp
+
+    ids = []
+    for i in range(2):
+        with open(speech_wav, "rb") as fh:
+            resp = call("POST", "/v1/jobs", files={"file": (f"m{i}.wav", fh)},
+                        headers=bearer(key))
+        assert resp.status_code == 202, resp.text
+        ids.append(resp.json()["id"])
+
+    def finished(job_id: str) -> dict | None:
+        job = call("GET", f"/v1/jobs/{job_id}", headers=bearer(key)).json()
+        return job if job["status"] in ("succeeded", "failed", "canceled") else None
+
+    for job_id in ids:
+        job = wait_until(lambda j=job_id: finished(j), timeout=120, interval=0.5,
+                         what="the hub job to fail")
+        # a real failure of the hub model load, with its own code
+        assert job["status"] == "failed" and job["error"]["code"] in HUB_CODES, job
+        call("GET", f"/v1/jobs/{job_id}/result", headers=bearer(key))
+    call("GET", "/v1/jobs?limit=100", headers=bearer(key))
+    # the secrets sent where they do not belong: they must not be echoed back
+    call("GET", "/v1/jobs", headers=bearer(CANARY))
+    call("GET", f"/v1/jobs/{CANARY}", headers=bearer(key))
+    call("GET", f"/v1/jobs?cursor={key}", headers=bearer(key))
+    call("GET", f"/nothing/{key}", headers=bearer(key))
+    call("GET", "/v1/jobs", headers={"Authorization": f"Basic {key}"})
+    call("POST", "/v1/jobs", headers=bearer(key), files={"file": ("x.wav", b"x")},
+         data={"language": CANARY})
+
+    doctor = subprocess.run(DIARQ + ["doctor"], env=hub_env, cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert "hf token" in doctor.stdout  # it ran its token checks
+    keys_list = subprocess.run(DIARQ + ["keys", "list"], env=hub_env, cwd=ROOT,
+                               capture_output=True, text=True, timeout=60, check=True)
+
+    rows: list[str] = []
+    with get_engine(settings).connect() as conn:
+        for table in ("jobs", "results", "api_keys"):
+            for row in conn.execute(text(f"SELECT * FROM {table}")):  # noqa: S608
+                rows.append(f"{table}: " + json.dumps([str(v) for v in row]))
+    hub_worker.stop()  # flush its log
+    logs = {p.name: p.read_text(errors="replace") for p in sorted(log_dir.glob("*.log"))}
+    assert "worker-hub.log" in logs and "api-secrets.log" in logs
+    assert any(job_id in logs["worker-hub.log"] for job_id in ids)  # it did log the jobs
+
+    found = {
+        "api responses": _leaks("\n".join(bodies), secrets),
+        "doctor": _leaks(doctor.stdout + doctor.stderr, secrets),
+        "keys list": _leaks(keys_list.stdout + keys_list.stderr, secrets),
+        "db rows": _leaks("\n".join(rows), secrets),
+        **{f"log {name}": _leaks(body, secrets) for name, body in logs.items()},
+    }
+    assert not any(found.values()), {k: v for k, v in found.items() if v}
