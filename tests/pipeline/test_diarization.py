@@ -115,3 +115,18 @@ def test_config_loads_with_pyannote_from_pretrained(offline_models: Path) -> Non
 
     pipeline = Pipeline.from_pretrained(offline_model_paths(offline_models).diarization_config)
     assert type(pipeline).__name__ == "OfflineSpeakerDiarization"
+
+
+def test_hub_profile_with_local_directory_needs_no_token(
+    offline_models: Path, falcon: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Air-gapped sites point DIARQ_HUB_DIARIZATION_MODEL at a directory: no token, no hub."""
+    from worker.diarization import load_diarizer
+    from worker.offline_models import offline_model_paths
+
+    monkeypatch.delenv("HUGGINGFACE_HUB_TOKEN", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    local = offline_model_paths(offline_models).diarization_dir
+    diarizer = load_diarizer(load_settings(profile="hub", hub_diarization_model=str(local)))
+    assert diarizer.describe()["profile"] == "hub"
+    assert len({t.speaker for t in diarizer.diarize(falcon, num_speakers=3)}) == 3

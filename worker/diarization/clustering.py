@@ -31,7 +31,7 @@ from pyannote.audio.pipelines.clustering import BaseClustering
 from scipy.cluster.hierarchy import fcluster, linkage
 
 THRESHOLD = 0.25
-MIN_CLUSTER_FRACTION = 0.08
+MIN_CLUSTER_FRACTION = 0.05
 MAX_TRAIN = 4000
 FORCED_MIN_SIZE = 2
 
