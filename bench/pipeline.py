@@ -11,7 +11,8 @@ Each measurement runs in a fresh process so that peak RSS is its own:
   worker's steady state, after a transcription has run in the process);
 * ``bare``: ffmpeg decode (whisperx.audio.load_audio) + the pyannote pipeline
   from the offline config.yaml + faster-whisper transcribe with word timestamps
-  and its VAD, library defaults, models loaded before timing.
+  and its VAD, library defaults (threads included), load times excluded; pyannote
+  runs before the Whisper model is created (the order that favours the bare run).
 
 Prints per-stage seconds, real-time factor (seconds of compute per second of
 audio), the diarq/bare ratio and peak RSS. Targets (offline, base, int8, 2 cores):
@@ -90,8 +91,9 @@ def child_diarq(path: Path, jobs: int) -> dict:
 
 
 def child_bare(path: Path) -> dict:
+    """The libraries alone, each at its best: pyannote runs before a CTranslate2 model
+    exists in the process (see worker/registry.py for why that order matters)."""
     import torch
-    from faster_whisper import WhisperModel
     from pyannote.audio import Pipeline
     from whisperx.audio import load_audio
 
@@ -100,20 +102,25 @@ def child_bare(path: Path) -> dict:
     from worker.offline_models import offline_model_paths
 
     settings = get_settings()
+    load, t = 0.0, {}
     t0 = time.perf_counter()
     pipeline = Pipeline.from_pretrained(offline_model_paths(settings.model_dir).diarization_config)
-    model = WhisperModel(
-        resolve_model_path(settings.asr_model, profile="offline", model_dir=settings.model_dir),
-        device="cpu", compute_type="int8",
-    )
-    load = time.perf_counter() - t0
-    t = {}
+    load += time.perf_counter() - t0
     t0 = time.perf_counter()
     audio = load_audio(str(path))
     t["decode"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     diar = pipeline({"waveform": torch.from_numpy(audio)[None], "sample_rate": 16000})
     t["diarize"] = time.perf_counter() - t0
+
+    from faster_whisper import WhisperModel
+
+    t0 = time.perf_counter()
+    model = WhisperModel(
+        resolve_model_path(settings.asr_model, profile="offline", model_dir=settings.model_dir),
+        device="cpu", compute_type="int8",
+    )
+    load += time.perf_counter() - t0
     t0 = time.perf_counter()
     segments, _info = model.transcribe(audio, word_timestamps=True, vad_filter=True)
     words = sum(len(s.words or []) for s in segments)
@@ -122,7 +129,8 @@ def child_bare(path: Path) -> dict:
     annotation = getattr(diar, "speaker_diarization", diar)
     return {"load": round(load, 2), "timings": {k: round(v, 3) for k, v in t.items()},
             "speakers": len(annotation.labels()), "words": words,
-            "duration": len(audio) / 16000, "peak_rss_mb": round(peak_rss_mb())}
+            "duration": len(audio) / 16000, "peak_rss_mb": round(peak_rss_mb()),
+            "torch_threads": torch.get_num_threads()}
 
 
 def run_child(kind: str, path: Path, jobs: int = 1) -> dict:
