@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from datetime import datetime
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -31,8 +32,17 @@ def create_job():  # noqa: ANN201
     return submit("file", form_options(exclude={"file"}))
 
 
+def _is_job_id(value: str) -> bool:
+    # ids are UUIDs; anything else (NUL bytes included, which PostgreSQL refuses in a
+    # query parameter) is answered 404 without asking the database
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
 def _get_job(session, job_id: str) -> Job:  # noqa: ANN001
-    job = session.get(Job, job_id) if len(job_id) <= 36 else None
+    job = session.get(Job, job_id.lower()) if _is_job_id(job_id) else None
     # another key's job is answered exactly like a job that does not exist
     if job is None or not _owned(job):
         raise ApiError(f"no job with id {job_id}", code="job_not_found", http_status=404)
@@ -89,8 +99,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, last_id = json.loads(raw)
-        return datetime.fromisoformat(created.replace("Z", "+00:00")), str(last_id)
-    except (binascii.Error, ValueError, TypeError):
+        return (datetime.fromisoformat(created.replace("Z", "+00:00")),
+                str(uuid.UUID(str(last_id))))
+    except (binascii.Error, ValueError, TypeError, AttributeError):  # e.g. [1, "x"]: fuzzing
         raise ApiError("invalid cursor; pass next_cursor from the previous page",
                        code="invalid_request", http_status=422) from None
 

@@ -107,7 +107,8 @@ def display_filename(name: str | None) -> str | None:
 def _scoped_idempotency_key(header: str) -> str | None:
     """Idempotency keys are per API key: another key sending the same value gets its
     own job, never someone else's (stored as "<key id>:<value>")."""
-    value = header.strip()[:160]
+    # printable characters only: PostgreSQL refuses NUL, and the value is stored
+    value = "".join(ch for ch in header if ch.isprintable()).strip()[:160]
     if not value:
         return None
     return f"{g.get('api_key_id') or '-'}:{value}"
@@ -129,6 +130,11 @@ def form_options(exclude: set[str]) -> dict[str, Any]:
     """Multipart form fields -> raw options (repeated fields become lists)."""
     out: dict[str, Any] = {}
     for name in request.form:
+        if not isinstance(name, str) or not name:
+            # a part whose Content-Disposition has no parseable name (found by fuzzing)
+            raise ApiError("a form field has no name; send each option as a named "
+                           "multipart/form-data field", code="invalid_options",
+                           http_status=422)
         if name in exclude:
             continue
         values = request.form.getlist(name)
