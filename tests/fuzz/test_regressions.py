@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.integration  # a real PostgreSQL database
+
 
 def _cursor(value: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")

@@ -32,6 +32,7 @@ EXAMPLES = int(os.environ.get("DIARQ_FUZZ_EXAMPLES", "12"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 
+pytestmark = pytest.mark.integration  # a real PostgreSQL database
 schema = schemathesis.openapi.from_path(str(SPEC))
 COUNTS: Counter[str] = Counter()
 
