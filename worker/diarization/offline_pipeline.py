@@ -51,8 +51,9 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
         self,
         segmentation: Any,
         embedding: Any,
-        # chunk hop = 0.25 x 5 s: the GE2E LSTM dominates the run time; 0.1 (pyannote's
-        # default) cost 2.5x more for no better DER on bench/quality.py
+        # chunk hop = 0.25 x 5 s. pyannote's default 0.1 cost 2.5x more time (the GE2E
+        # LSTM dominates) and its best clustering parameters did not hold up under
+        # leave-one-out (3/13 counts right vs 8/13 at 0.25; bench/quality.py)
         segmentation_step: float = 0.25,
         embedding_batch_size: int = 32,
         segmentation_batch_size: int = 32,
