@@ -3,6 +3,7 @@ against the real app, PostgreSQL, Redis and (for raw HTTP) gunicorn via `diarq a
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import subprocess
@@ -391,7 +392,6 @@ def test_non_utf8_filename_over_raw_http(gunicorn, api_key, settings, speech_wav
     answer = _raw(gunicorn, head + body)
     status_line, _, rest = answer.partition(b"\r\n")
     assert b" 202 " in status_line, answer[:500]
-    import json
 
     job = json.loads(rest.split(b"\r\n\r\n", 1)[1])
     assert job["audio"]["filename"] == "évil.wav"
@@ -401,3 +401,38 @@ def test_non_utf8_filename_over_raw_http(gunicorn, api_key, settings, speech_wav
                         timeout=10)
     assert r.status_code == 204
 
+
+
+def test_cli_client_sends_diarq_api_key(gunicorn, service_env, api_key, speech_wav):  # noqa: ANN001
+    url = f"http://{gunicorn}"
+    env = {**service_env, "DIARQ_API_KEY": api_key}
+    proc = subprocess.run(DIARQ + ["submit", "--server", url, str(speech_wav)], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.strip()
+    status = subprocess.run(DIARQ + ["status", "--server", url, job_id], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and job_id in status.stdout
+    without = {k: v for k, v in env.items() if k != "DIARQ_API_KEY"}
+    proc = subprocess.run(DIARQ + ["status", "--server", url, job_id], env=without, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "unauthorized" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_up_demo_runs_without_a_key_by_default(tmp_path, speech_wav):  # noqa: ANN001
+    """`diarq up --demo` (what `make demo` runs) with DIARQ_AUTH unset: auth is off for
+    the embedded mode on 127.0.0.1, and no key is needed."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYANNOTE_METRICS_ENABLED": "0",
+        "DIARQ_DATABASE_URL": f"sqlite:///{tmp_path / 'diarq.db'}",
+        "DIARQ_BROKER_URL": f"filesystem://{tmp_path / 'broker'}",
+        "DIARQ_STORAGE_DIR": str(tmp_path / "storage"),
+        "DIARQ_BENCH_TRIVIAL_PIPELINE_S": "0.2",
+    }
+    proc = subprocess.run(DIARQ + ["up", "--port", str(free_port()), "--demo", str(speech_wav),
+                                   "--format", "json"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["models"] == {"bench_trivial": True}
