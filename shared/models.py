@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Status vocabulary (DESIGN §2).
@@ -37,6 +48,64 @@ class ApiKey(Base):
         DateTime(timezone=True), nullable=False, default=utcnow
     )
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # signing secret for webhook payloads (HMAC-SHA256); not a credential for diarq
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
+
+
+class Batch(Base):
+    """Many recordings submitted together; counts and progress derive from its jobs."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    api_key_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("api_keys.id", ondelete="SET NULL")
+    )
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    # entries of the upload that are not audio: [{"name": ..., "reason": ...}]
+    rejected: Mapped[list[dict[str, str]]] = mapped_column(JSON, nullable=False, default=list)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "idempotency_key", name="uq_batches_idempotency"),
+        Index("ix_batches_api_key_created", "api_key_id", "created_at"),
+    )
+
+
+class WebhookDelivery(Base):
+    """One attempt to deliver a webhook: the delivery log shown with the job."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE")
+    )
+    batch_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("batches.id", ondelete="CASCADE")
+    )
+    url: Mapped[str] = mapped_column(String(2000), nullable=False)
+    event: Mapped[str] = mapped_column(String(64), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_job", "job_id", "id"),
+        Index("ix_webhook_deliveries_batch", "batch_id", "id"),
+    )
 
 
 class Job(Base):
@@ -53,6 +122,19 @@ class Job(Base):
     api_key_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
     )
+    batch_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("batches.id", ondelete="SET NULL"), index=True
+    )
+    # path of the recording inside a batch upload (display and results.zip names)
+    source_name: Mapped[str | None] = mapped_column(String(1000))
+    # broker priority: high=0, normal=5, low=9 (lower runs first)
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=5, server_default="5")
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    # sha256 of the canonical options JSON; with audio_sha256 it is the dedupe key
+    options_sha256: Mapped[str | None] = mapped_column(String(64))
+    # dedupe hit: this job's result is the result row of that job
+    result_job_id: Mapped[str | None] = mapped_column(String(36))
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
 
     # the upload, stored under a generated name relative to the storage directory
     audio_path: Mapped[str | None] = mapped_column(String(500))
@@ -88,6 +170,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),
         Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_dedupe", "audio_sha256", "options_sha256"),
     )
 
 
