@@ -1,0 +1,116 @@
+"""Private servers for fault tests: a redis-server and a PostgreSQL cluster of our own on
+free ports, so killing or restarting them never touches the machine's shared services."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, *, up: bool, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                if up:
+                    return
+        except OSError:
+            if not up:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"port {port} did not go {'up' if up else 'down'} in {timeout} s")
+
+
+class PrivateRedis:
+    """redis-server without persistence: a restart loses every message, as a crashed
+    broker without AOF does (the worst case the reaper must cover)."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_port(self.port, up=True)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        wait_port(self.port, up=False)
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} not found (install postgresql)")
+    return path
+
+
+class PrivatePostgres:
+    """A throw-away cluster (initdb, trust auth) run by the postgres user when we are root."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="diarq-faults-pg-"))
+        self.data = self.dir / "data"
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+        self._run([_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                   "--no-sync"])
+
+    def _run(self, cmd: list[str]) -> None:
+        proc = subprocess.run(self._as_user + cmd, capture_output=True, text=True, timeout=120,
+                              cwd=self.dir)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd[0]} failed: {proc.stdout}\n{proc.stderr}")
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def url(self, db: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        self._run([_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "pg.log"),
+                   "-w", "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off", "start"])
+        wait_port(self.port, up=True)
+
+    def stop_immediately(self) -> None:
+        """A crash-like stop: no checkpoint, clients cut off."""
+        self._run([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+        wait_port(self.port, up=False)
+
+    def destroy(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.stop_immediately()
+        shutil.rmtree(self.dir, ignore_errors=True)
