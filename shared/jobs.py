@@ -163,6 +163,20 @@ def fail(session: Session, job_id: str, token: str, code: str, message: str) -> 
     return res.rowcount == 1
 
 
+def fail_running(session: Session, job_id: str, worker_host: str, code: str,
+                 message: str) -> bool:
+    """running -> failed for an attempt whose pool process is gone (killed at its hard
+    time limit), matched by the worker's host name (rows record ``host:pid``) since the
+    claim token died with the process."""
+    res = session.execute(update(Job)
+                          .where(Job.id == job_id, Job.status == RUNNING,
+                                 Job.worker.startswith(f"{worker_host}:", autoescape=True))
+                          .values(**_failed_values(utcnow(), code, message))
+                          .execution_options(synchronize_session=False))
+    session.commit()
+    return res.rowcount == 1
+
+
 def is_cancelled(session: Session, job_id: str, token: str) -> bool:
     """True when this attempt should stop: cancelled, deleted, or taken over by another."""
     row = session.execute(

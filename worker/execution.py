@@ -6,10 +6,12 @@ Kept apart from Celery so the task stays a one-liner; only ids travel in message
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from shared import jobs
 from shared.db import session_scope
@@ -21,6 +23,11 @@ from shared.settings import Settings
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TIMEOUT = "timeout"
+# final writes (claim, result, failure) outlive a database restart for this long
+DB_RETRY_FOR_S = 120.0
 
 INTERNAL_MESSAGE = (
     "an unexpected error stopped this job; submit it again, and if it fails again "
@@ -102,15 +109,47 @@ class JobMonitor:
                 log.warning("heartbeat write failed job_id=%s", self.job_id, exc_info=True)
 
 
+def timeout_message(settings: Settings, audio_seconds: float | None) -> str:
+    limit = settings.job_time_limit_s(audio_seconds)
+    return (f"the job ran longer than its limit ({limit:.0f} s for this audio); use a faster "
+            "model or a GPU worker, or raise DIARQ_JOB_TIME_LIMIT_BASE_S / "
+            "DIARQ_JOB_TIME_LIMIT_FACTOR")
+
+
+def with_db_retry(write: Callable[[], T], what: str, *, retry_for_s: float = DB_RETRY_FOR_S) -> T:
+    """Run a DB write, retrying while the database is unreachable (restart, failover):
+    losing the write would leave the job stuck until the reaper notices."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    deadline = time.monotonic() + retry_for_s
+    delay = 0.2
+    while True:
+        try:
+            return write()
+        except (OperationalError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError) \
+                    and not exc.connection_invalidated:
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unavailable during %s (%s); retrying in %.1f s", what,
+                        type(exc.orig).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def execute_job(job_id: str, *, settings: Settings, worker_name: str,
                 registry: Any = None, startup_error: DiarqError | None = None) -> str:
     """Run one delivery of ``diarq.process_job``; returns the outcome (for logs/tests)."""
     token = str(uuid.uuid4())
     with job_context(job_id):
-        with session_scope(settings) as session:
-            claim = jobs.claim(session, job_id, token=token, worker=worker_name,
-                               stale_after_s=settings.stale_after_s,
-                               max_attempts=settings.max_attempts)
+        def _claim() -> jobs.Claim | None:
+            with session_scope(settings) as session:
+                return jobs.claim(session, job_id, token=token, worker=worker_name,
+                                  stale_after_s=settings.stale_after_s,
+                                  max_attempts=settings.max_attempts)
+
+        claim = with_db_retry(_claim, "claim")
         if claim is None:
             # duplicate delivery, running elsewhere, cancelled, finished or unknown
             log.info("skipped: job not claimable")
@@ -140,17 +179,21 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
                              code="audio_missing")
         options = parse_options(claim.options)
         path = Storage(settings).path(claim.audio_path)
+        if not path.is_file() or not os.access(path, os.R_OK):
+            # checked before any model work: a storage problem must not look like bad audio
+            raise DiarqError("the uploaded audio is missing or unreadable in storage; check "
+                             "that API and workers share DIARQ_STORAGE_DIR (same volume, "
+                             "readable by the worker), then submit the file again",
+                             code="audio_missing")
         result = run_pipeline(path, options, registry=registry, progress=monitor.progress,
                               should_cancel=monitor.should_cancel, job_id=claim.job_id)
     except JobCancelled:
         log.info("cancelled while running")
         return "canceled"
     except SoftTimeLimitExceeded:
-        limit = settings.job_time_limit_s(claim.audio_duration)
-        return _finish_failed(settings, claim, "time_limit_exceeded",
-                              f"the job ran longer than its limit ({limit:.0f} s for this audio); "
-                              "use a faster model or a GPU worker, or raise "
-                              "DIARQ_JOB_TIME_LIMIT_FACTOR")
+        log.warning("failed code=%s (soft time limit)", TIMEOUT)
+        return _finish_failed(settings, claim, TIMEOUT,
+                              timeout_message(settings, claim.audio_duration))
     except DiarqError as exc:
         log.warning("failed code=%s message=%s", exc.code, redact(exc.message))
         return _finish_failed(settings, claim, exc.code, redact(exc.message))
@@ -159,14 +202,21 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
         return _finish_failed(settings, claim, "internal_error", INTERNAL_MESSAGE)
     data = result.to_dict()
     data["job_id"] = claim.job_id
-    with session_scope(settings) as session:
-        stored = jobs.succeed(session, claim.job_id, claim.token, data)
+
+    def _succeed() -> bool:
+        with session_scope(settings) as session:
+            return jobs.succeed(session, claim.job_id, claim.token, data)
+
+    stored = with_db_retry(_succeed, "result write")
     log.info("finished outcome=%s seconds=%.3f", "succeeded" if stored else "lost",
              time.perf_counter() - t0)
     return "succeeded" if stored else "lost"
 
 
 def _finish_failed(settings: Settings, claim: jobs.Claim, code: str, message: str) -> str:
-    with session_scope(settings) as session:
-        stored = jobs.fail(session, claim.job_id, claim.token, code, message)
+    def _fail() -> bool:
+        with session_scope(settings) as session:
+            return jobs.fail(session, claim.job_id, claim.token, code, message)
+
+    stored = with_db_retry(_fail, "failure write")
     return "failed" if stored else "lost"

@@ -11,10 +11,13 @@ import socket
 
 from celery import signals
 
+from shared import jobs
+from shared.db import session_scope
 from shared.errors import DiarqError
 from shared.logging import setup_logging
+from shared.models import Job
 from worker.celery_app import TASK_NAME, app
-from worker.execution import execute_job
+from worker.execution import TIMEOUT, execute_job, timeout_message
 from worker.reaper import Reaper
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,7 @@ settings = app.conf.diarq_settings
 _registry = None
 _startup_error: DiarqError | None = None
 _reaper: Reaper | None = None
+_worker_host: str | None = None  # main process: the Celery node name (rows: "host:pid")
 
 
 @signals.setup_logging.connect
@@ -63,8 +67,9 @@ def _load_models(**_: object) -> None:
 
 
 @signals.worker_ready.connect
-def _start_reaper(**_: object) -> None:
-    global _reaper
+def _start_reaper(sender: object = None, **_: object) -> None:
+    global _reaper, _worker_host
+    _worker_host = getattr(sender, "hostname", None)
     if os.environ.get("DIARQ_REAPER", "on") == "off":
         return
     _reaper = Reaper(app, settings)
@@ -75,6 +80,33 @@ def _start_reaper(**_: object) -> None:
 def _stop_reaper(**_: object) -> None:
     if _reaper is not None:
         _reaper.stop()
+
+
+@signals.task_failure.connect
+def _hard_time_limit(sender: object = None, task_id: str | None = None,
+                     exception: BaseException | None = None, args: object = None,
+                     **_: object) -> None:
+    """The hard time limit killed the pool process (the soft limit did not stop the job,
+    e.g. stuck in native code): Celery replaces the process and calls this in the main
+    process. Fail the row with ``timeout`` now instead of leaving it ``running`` until
+    the reaper retries a job that will time out again."""
+    from billiard.exceptions import TimeLimitExceeded
+
+    if getattr(sender, "name", None) != TASK_NAME or not isinstance(exception, TimeLimitExceeded):
+        return
+    job_id = str(list(args or [""])[0])
+    host = _worker_host or socket.gethostname()
+    try:
+        with session_scope(settings) as session:
+            audio = session.get(Job, job_id)
+            seconds = audio.audio_duration if audio is not None else None
+            failed = jobs.fail_running(session, job_id, host, TIMEOUT,
+                                       timeout_message(settings, seconds))
+    except Exception:  # the reaper still catches the row through its stale heartbeat
+        log.exception("could not fail timed-out job job_id=%s", job_id)
+        return
+    log.warning("hard time limit: pool process killed job_id=%s failed=%s code=%s",
+                job_id, failed, TIMEOUT)
 
 
 @app.task(name=TASK_NAME, bind=True)
