@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import DiarqError
@@ -60,6 +61,25 @@ def register_error_handlers(app: Flask) -> None:
         resp = error_response(status, _HTTP_CODES.get(status, "http_error"), message)
         if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             resp.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return resp
+
+    @app.errorhandler(OperationalError)
+    def _database_down(exc: OperationalError):  # noqa: ANN202
+        # PostgreSQL restarting or unreachable: a retryable 503, not a 500
+        log.warning("database unavailable: %s", type(exc.orig).__name__)
+        return _unavailable()
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(exc: DBAPIError):  # noqa: ANN202
+        if exc.connection_invalidated:  # the connection died under the request
+            return _unavailable()
+        return _unexpected(exc)
+
+    def _unavailable():  # noqa: ANN202
+        resp = error_response(503, "database_unavailable",
+                              "the job database is unavailable right now; retry in a few "
+                              "seconds (operators: check PostgreSQL and DIARQ_DATABASE_URL)")
+        resp.headers["Retry-After"] = "5"
         return resp
 
     @app.errorhandler(Exception)
