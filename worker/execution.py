@@ -178,6 +178,7 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
             raise DiarqError("the job has no audio (it was deleted); submit it again",
                              code="audio_missing")
         options = parse_options(claim.options)
+        _refuse_model_paths(options.asr_model)
         path = Storage(settings).path(claim.audio_path)
         if not path.is_file() or not os.access(path, os.R_OK):
             # checked before any model work: a storage problem must not look like bad audio
@@ -211,6 +212,16 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
     log.info("finished outcome=%s seconds=%.3f", "succeeded" if stored else "lost",
              time.perf_counter() - t0)
     return "succeeded" if stored else "lost"
+
+
+def _refuse_model_paths(asr_model: str | None) -> None:
+    """A job may name a model, not a directory of the worker machine: a path would let any
+    API user make the worker open (and report on) arbitrary server paths. Local model
+    directories are the operator's choice (DIARQ_ASR_MODEL, or `diarq process` locally)."""
+    if asr_model and (any(c in asr_model for c in "/\\~") or asr_model.startswith(".")):
+        raise DiarqError("asr_model must be a model name such as base or tiny.en; a local "
+                         "model directory can only be configured by the operator "
+                         "(DIARQ_ASR_MODEL)", code="asr_model_not_allowed")
 
 
 def _finish_failed(settings: Settings, claim: jobs.Claim, code: str, message: str) -> str:
