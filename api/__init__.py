@@ -44,11 +44,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     init_auth(app)  # refuses DIARQ_AUTH=off on a public address; Bearer keys otherwise
 
+    from api.batches import bp as batches_bp
     from api.compat import bp as compat_bp
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp
 
     app.register_blueprint(jobs_bp)
+    app.register_blueprint(batches_bp)
     app.register_blueprint(compat_bp)
     app.register_blueprint(health_bp)
     register_error_handlers(app)

@@ -17,7 +17,8 @@ from api.serialize import iso, job_to_dict
 from api.submit import form_options, submit
 from shared import jobs
 from shared.db import session_scope
-from shared.models import FAILED, STATUSES, SUCCEEDED, Job, JobResult
+from shared.dedupe import detach_copies, result_data
+from shared.models import FAILED, STATUSES, SUCCEEDED, Job
 from shared.storage import Storage
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -76,6 +77,12 @@ def list_jobs():  # noqa: ANN201
              .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
     if status:
         query = query.where(Job.status == status)
+    batch_id = request.args.get("batch_id")
+    if batch_id is not None:
+        if not _is_job_id(batch_id):  # batch ids are UUIDs too
+            raise ApiError("batch_id must be a batch id (UUID)", code="invalid_request",
+                           http_status=422)
+        query = query.where(Job.batch_id == batch_id.lower())
     cursor = request.args.get("cursor")
     if cursor:
         created, last_id = _decode_cursor(cursor)
@@ -126,10 +133,9 @@ def get_result(job_id: str):  # noqa: ANN201
                 detail = f" ({job.error_code}: {job.error_message})"
             raise ApiError(f"the job is {job.status}{detail}; a result exists once it has "
                            "succeeded", code="job_not_succeeded", http_status=409)
-        row = session.get(JobResult, job_id)
-        if row is None:
+        data = result_data(session, job)  # its own row, or the one it reuses (dedupe)
+        if data is None:
             raise ApiError("the result is missing", code="result_missing", http_status=500)
-        data = row.data
     body = render(Result.from_dict(data), fmt)
     resp = Response(body, content_type=CONTENT_TYPES[fmt])
     if fmt != "json":
@@ -142,7 +148,9 @@ def delete_job(job_id: str):  # noqa: ANN201
     settings = _settings()
     with session_scope(settings) as session:
         _get_job(session, job_id)
-        job = jobs.cancel_and_delete(session, job_id)
+        # jobs reusing this result (dedupe) get their own copy of it first
+        detach_copies(session, job_id.lower())
+        job = jobs.cancel_and_delete(session, job_id.lower())
         audio = job.audio_path if job else None
     # a running worker sees `canceled` at its next check and stops; its writes are no-ops
     Storage(settings).delete(audio)

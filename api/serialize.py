@@ -38,6 +38,10 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "worker": job.worker,
         "error": error,
         "deleted": job.deleted_at is not None,
+        "batch_id": job.batch_id,
+        "source_name": job.source_name,
+        # dedupe hit: the job whose result this job reuses (no pipeline run of its own)
+        "deduplicated_from": job.result_job_id,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),

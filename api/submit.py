@@ -1,27 +1,35 @@
-"""Creating a job from an upload; shared by POST /v1/jobs and POST /api/diarize."""
+"""Creating jobs from uploads; shared by POST /v1/jobs, POST /api/diarize and
+POST /v1/batches (api/batches.py), which all build, dedupe and enqueue jobs here."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 from flask import current_app, g, jsonify, request
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.serialize import job_to_dict
 from api.upload import uploaded
 from shared.db import session_scope
+from shared.dedupe import canonical_json, find_reusable, options_sha256
 from shared.errors import AudioError
-from shared.models import QUEUED, Job, utcnow
-from shared.options import parse_options
-from shared.storage import Storage
+from shared.models import QUEUED, SUCCEEDED, Job, utcnow
+from shared.options import JobOptions, parse_options
+from shared.settings import Settings
+from shared.storage import Storage, StoredFile
 
 log = logging.getLogger(__name__)
 
 # AudioError codes from probing that mean "this is not audio at all"
 _NOT_AUDIO = {"audio_not_audio"}
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
 
 
 def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask response)
@@ -33,44 +41,35 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
     if writer is None:
         raise ApiError(f"no file: send the recording as multipart/form-data field "
                        f"'{file_field}'", code="file_missing", http_status=400)
+    dedupe = pop_dedupe_flag(raw_options)
     options = parse_options(raw_options)  # 422 invalid_options
     if writer.size == 0:
         raise ApiError("the uploaded file is empty (0 bytes); send the complete recording",
                        code="audio_empty", http_status=400)
 
-    key = _scoped_idempotency_key(request.headers.get("Idempotency-Key", ""))
+    key = scoped_idempotency_key(request.headers.get("Idempotency-Key", ""))
+    request_hash = request_sha256([writer.sha256], options, dedupe)
     if key:
         existing = _by_key(key)
         if existing is not None:
+            check_same_request(existing.request_sha256, request_hash)
             return _answer(existing, 200)
 
     job_id = str(uuid.uuid4())
     stored = storage.keep_audio(writer, job_id)
-    path = storage.path(stored.rel_path)
     filename = display_filename(request.files[file_field].filename)
-    from api.probe import probe_upload
-
     try:
-        probe = probe_upload(path, max_seconds=settings.max_audio_seconds, filename=filename)
+        probe = probe_file(storage.path(stored.rel_path), settings, filename)
     except AudioError as exc:
         storage.delete(stored.rel_path)
-        status = 415 if exc.code in _NOT_AUDIO else exc.http_status
-        if exc.code == "audio_too_long":
-            status = 422  # the bytes were acceptable (413 is for size); the duration is not
-        raise ApiError(exc.message, code=exc.code, http_status=status) from None
+        raise probe_error_response(exc) from None
 
-    now = utcnow()
-    job = Job(
-        id=job_id, status=QUEUED, progress=0.0, options=options.model_dump(exclude_none=True),
-        queue=settings.job_queue, idempotency_key=key,
-        audio_path=stored.rel_path, audio_filename=filename,
-        audio_sha256=stored.sha256, audio_bytes=stored.size, audio_duration=probe.duration,
-        audio_codec=probe.codec, audio_sample_rate=probe.sample_rate,
-        audio_channels=probe.channels, attempts=0, created_at=now, updated_at=now,
-        enqueued_at=now, api_key_id=g.get("api_key_id"),
-    )
+    job = new_job(settings, job_id, stored, probe, options, filename=filename,
+                  idempotency_key=key, request_hash=request_hash)
     try:
         with session_scope(settings) as session:
+            if dedupe:
+                reuse_result(session, job)
             session.add(job)
     except IntegrityError:
         # the same Idempotency-Key raced in from another request: answer with that job
@@ -78,18 +77,107 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
         existing = _by_key(key) if key else None
         if existing is None:
             raise
+        check_same_request(existing.request_sha256, request_hash)
         return _answer(existing, 200)
+    after_commit(settings, [job], stored=[stored])
+    return _answer(job, 202)
 
-    # committed first, then enqueued: a worker never sees an id the DB does not have
+
+def pop_dedupe_flag(raw_options: dict[str, Any]) -> bool:
+    """The ``dedupe`` form field is a request flag, not a job option; absent, the
+    server's default applies (DIARQ_DEDUPE, on unless an operator turned it off)."""
+    value = raw_options.pop("dedupe", None)
+    if value is None or value == "":
+        return bool(current_app.extensions["diarq"].settings.dedupe)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ApiError("dedupe must be true or false", code="invalid_options", http_status=422)
+
+
+def request_sha256(audio_hashes: list[str], options: JobOptions, dedupe: bool) -> str:
+    """Fingerprint of a submit request (audio contents, options, dedupe flag): a retry
+    with the same Idempotency-Key must carry the same one."""
+    body = {"audio": audio_hashes, "options": options.model_dump(mode="json"),
+            "dedupe": dedupe}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def check_same_request(stored_hash: str | None, request_hash: str) -> None:
+    # rows from before request hashes were recorded (NULL) keep the old rule: same key wins
+    if stored_hash is not None and stored_hash != request_hash:
+        raise ApiError("this Idempotency-Key was already used for a different request "
+                       "(other files or options); use a new key for a new request",
+                       code="idempotency_conflict", http_status=409)
+
+
+def probe_file(path: Path, settings: Settings, filename: str | None):  # noqa: ANN201 (AudioProbe)
+    """Duration and codec of a stored upload; AudioError when it is not usable audio."""
+    from api.probe import probe_upload
+
+    return probe_upload(path, max_seconds=settings.max_audio_seconds, filename=filename)
+
+
+def probe_error_response(exc: AudioError) -> ApiError:
+    status = 415 if exc.code in _NOT_AUDIO else exc.http_status
+    if exc.code == "audio_too_long":
+        status = 422  # the bytes were acceptable (413 is for size); the duration is not
+    return ApiError(exc.message, code=exc.code, http_status=status)
+
+
+def new_job(settings: Settings, job_id: str, stored: StoredFile, probe: Any,
+            options: JobOptions, *, filename: str | None, idempotency_key: str | None = None,
+            request_hash: str | None = None, batch_id: str | None = None,
+            source_name: str | None = None) -> Job:
+    """A queued job row (not yet added to a session) owned by the caller's key."""
+    now = utcnow()
+    return Job(
+        id=job_id, status=QUEUED, progress=0.0, options=options.model_dump(exclude_none=True),
+        options_sha256=options_sha256(options), queue=settings.job_queue,
+        idempotency_key=idempotency_key, request_sha256=request_hash,
+        batch_id=batch_id, source_name=source_name,
+        audio_path=stored.rel_path, audio_filename=filename,
+        audio_sha256=stored.sha256, audio_bytes=stored.size, audio_duration=probe.duration,
+        audio_codec=probe.codec, audio_sample_rate=probe.sample_rate,
+        audio_channels=probe.channels, attempts=0, created_at=now, updated_at=now,
+        enqueued_at=now, api_key_id=g.get("api_key_id"),
+    )
+
+
+def reuse_result(session: Session, job: Job) -> bool:
+    """Dedupe: when the owner already has a succeeded job for the same audio and options,
+    ``job`` becomes a succeeded copy pointing at that result (no pipeline run)."""
+    original = find_reusable(session, api_key_id=job.api_key_id,
+                             audio_sha256=job.audio_sha256, options_hash=job.options_sha256)
+    if original is None:
+        return False
+    now = utcnow()
+    job.status, job.progress, job.result_job_id = SUCCEEDED, 1.0, original.id
+    job.started_at = job.finished_at = now
+    job.enqueued_at = None
+    return True
+
+
+def after_commit(settings: Settings, created: list[Job], *, stored: list[StoredFile]) -> None:
+    """Committed first, then enqueued: a worker never sees an id the DB does not have.
+    Dedupe copies are not enqueued, and their uploaded audio is not kept."""
     from worker.celery_app import enqueue_job
 
-    try:
-        enqueue_job(diarq.celery, settings, job_id, queue=job.queue,
-                    audio_seconds=probe.duration)
-    except Exception:
-        # the row is queued; the reaper enqueues it again once the broker is back
-        log.warning("enqueue failed; the reaper will retry job_id=%s", job_id, exc_info=True)
-    return _answer(job, 202)
+    storage = Storage(settings)
+    celery = current_app.extensions["diarq"].celery
+    for job, file in zip(created, stored, strict=True):
+        if job.result_job_id:
+            storage.delete(file.rel_path)
+            continue
+        try:
+            enqueue_job(celery, settings, job.id, queue=job.queue,
+                        audio_seconds=job.audio_duration)
+        except Exception:
+            # the row is queued; the reaper enqueues it again once the broker is back
+            log.warning("enqueue failed; the reaper will retry job_id=%s", job.id,
+                        exc_info=True)
 
 
 def display_filename(name: str | None) -> str | None:
@@ -104,7 +192,7 @@ def display_filename(name: str | None) -> str | None:
     return name.strip()[:200] or None
 
 
-def _scoped_idempotency_key(header: str) -> str | None:
+def scoped_idempotency_key(header: str) -> str | None:
     """Idempotency keys are per API key: another key sending the same value gets its
     own job, never someone else's (stored as "<key id>:<value>")."""
     # printable characters only: PostgreSQL refuses NUL, and the value is stored

@@ -240,7 +240,9 @@ def main() -> None:
            "DIARQ_STORAGE_DIR": str(tmp / "storage"), "DIARQ_LOG_LEVEL": "WARNING",
            # measures the queue, not API keys or rate limits (127.0.0.1 only)
            "DIARQ_AUTH": "off", "DIARQ_RATE_LIMIT_PER_MINUTE": "0",
-           "DIARQ_MAX_QUEUED_PER_KEY": "0"}
+           "DIARQ_MAX_QUEUED_PER_KEY": "0",
+           # one recording is submitted many times: each must run, not reuse a result
+           "DIARQ_DEDUPE": "false"}
     procs: list[Proc] = []
     try:
         subprocess.run(DIARQ + ["db", "upgrade"], env=env, cwd=ROOT, check=True,

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # jobs waiting in `queued`; 0 disables the limit. Answered with 429 + Retry-After.
     rate_limit_per_minute: int = Field(60, ge=0)
     max_queued_per_key: int = Field(100, ge=0)
+    # reuse a finished result of the same audio + options + key (a request's `dedupe`
+    # form field overrides this default)
+    dedupe: bool = True
 
     # --- pipeline ----------------------------------------------------------
     profile: Literal["offline", "hub"] = "offline"

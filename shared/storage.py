@@ -97,6 +97,26 @@ class Storage:
         os.replace(writer.path, dest)
         return StoredFile(rel, writer.sha256, writer.size)
 
+    def keep_file(self, path: Path, job_id: str) -> StoredFile:
+        """Like keep_audio for a file already under storage (an extracted archive entry):
+        hash it, then move it to its final generated name."""
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        size = path.stat().st_size
+        rel = f"audio/{job_id[:2]}/{job_id}"
+        dest = self.root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        return StoredFile(rel, digest.hexdigest(), size)
+
+    def scratch_dir(self) -> Path:
+        """A new empty directory under storage (same filesystem: entries move by rename)."""
+        path = self.root / "incoming" / uuid.uuid4().hex
+        path.mkdir(parents=True)
+        return path
+
     def path(self, rel_path: str) -> Path:
         full = (self.root / rel_path).resolve()
         if self.root not in full.parents:

@@ -30,6 +30,8 @@ FAST_RECOVERY = {
     "DIARQ_RATE_LIMIT_PER_MINUTE": "0",
     "DIARQ_MAX_QUEUED_PER_KEY": "0",
     "DIARQ_MAX_UPLOAD_MB": "5",
+    # every submit of the same recording must really run (no result reuse)
+    "DIARQ_DEDUPE": "false",
     "PYANNOTE_METRICS_ENABLED": "0",
 }
 

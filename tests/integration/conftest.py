@@ -86,6 +86,9 @@ def service_env(pg_database: str, redis_prefix: str, tmp_path_factory) -> dict[s
         "DIARQ_AUTH": "on",
         "DIARQ_RATE_LIMIT_PER_MINUTE": "1000",
         "DIARQ_MAX_QUEUED_PER_KEY": "1000",
+        # result reuse off by default: mechanics tests resubmit the same recording and
+        # need real runs (test_batches.py tests dedupe, per request and as the default)
+        "DIARQ_DEDUPE": "false",
     }
 
 

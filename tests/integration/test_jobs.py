@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 
 import pytest
@@ -151,7 +152,7 @@ def test_health_ready_and_spec(client, app):  # noqa: ANN001
     spec = check_spec(client.get("/openapi.json"), "/openapi.json", "GET")
     assert spec["openapi"].startswith("3.1")
     # every route the app serves is documented
-    routes = {r.rule.replace("<job_id>", "{id}") for r in app.url_map.iter_rules()
+    routes = {re.sub(r"<\w+>", "{id}", r.rule) for r in app.url_map.iter_rules()
               if r.endpoint != "static"}
     assert routes <= set(spec["paths"]), routes - set(spec["paths"])
 

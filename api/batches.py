@@ -1,0 +1,245 @@
+"""/v1/batches: many recordings in one request (files or one archive), their counts and
+progress, and all their results as one streamed results.zip."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from api.batch_entries import Entries, collect
+from api.errors import ApiError
+from api.results_zip import stream_results
+from api.serialize import iso
+from api.submit import (
+    after_commit,
+    check_same_request,
+    form_options,
+    new_job,
+    pop_dedupe_flag,
+    probe_file,
+    request_sha256,
+    reuse_result,
+    scoped_idempotency_key,
+)
+from shared.archive import ArchiveLimits
+from shared.cli.client import overall_progress
+from shared.db import session_scope
+from shared.dedupe import result_data
+from shared.errors import AudioError
+from shared.models import ACTIVE, STATUSES, SUCCEEDED, Batch, Job, utcnow
+from shared.options import parse_options
+from shared.renderers import FORMATS
+from shared.storage import HashingWriter, Storage, StoredFile
+
+bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
+
+FILES_FIELD = "files"
+
+
+def _settings():  # noqa: ANN202
+    return current_app.extensions["diarq"].settings
+
+
+def _owner_filter():  # noqa: ANN202 (SQL expression)
+    key_id = g.get("api_key_id")
+    return Batch.api_key_id.is_(None) if key_id is None else Batch.api_key_id == key_id
+
+
+@bp.post("")
+def create_batch():  # noqa: ANN201
+    settings = _settings()
+    storage = Storage(settings)
+    parts = [(f.filename, f.stream) for f in request.files.getlist(FILES_FIELD)
+             if isinstance(f.stream, HashingWriter)]
+    if not parts:
+        raise ApiError(f"no files: send the recordings as repeated multipart/form-data "
+                       f"field '{FILES_FIELD}', or one .zip/.tar/.tar.gz archive in it",
+                       code="file_missing", http_status=400)
+    raw = form_options(exclude={FILES_FIELD})
+    dedupe = pop_dedupe_flag(raw)
+    options = parse_options(raw)  # 422 invalid_options; the same options for every entry
+
+    key = scoped_idempotency_key(request.headers.get("Idempotency-Key", ""))
+    request_hash = request_sha256([f"{name}:{w.sha256}" for name, w in parts], options, dedupe)
+    if key:
+        existing = _batch_by_key(key)
+        if existing is not None:
+            check_same_request(existing.request_sha256, request_hash)
+            return _answer(existing.id, 200)
+
+    found = collect(parts, storage, ArchiveLimits(max_total_bytes=_max_total_bytes(settings)))
+    try:
+        batch_id = str(uuid.uuid4())
+        created, stored = _jobs_for(found, settings, storage, options, batch_id)
+        if not created:
+            for s in stored:
+                storage.delete(s.rel_path)
+            names = "; ".join(f"{r['name']}: {r['reason']}" for r in found.rejected[:5])
+            raise ApiError(f"no recording in this batch is usable audio ({names})",
+                           code="batch_no_audio", http_status=422)
+        batch = Batch(id=batch_id, api_key_id=g.get("api_key_id"),
+                      options=options.model_dump(exclude_none=True), idempotency_key=key,
+                      request_sha256=request_hash, rejected=found.rejected,
+                      created_at=utcnow())
+        try:
+            with session_scope(settings) as session:
+                session.add(batch)
+                session.flush()  # the batch row first: jobs reference it
+                for job in created:
+                    if dedupe:
+                        reuse_result(session, job)
+                    session.add(job)
+        except IntegrityError:
+            for s in stored:
+                storage.delete(s.rel_path)
+            existing = _batch_by_key(key) if key else None
+            if existing is None:
+                raise
+            check_same_request(existing.request_sha256, request_hash)
+            return _answer(existing.id, 200)
+    finally:
+        for d in found.scratch:
+            shutil.rmtree(d, ignore_errors=True)
+    after_commit(settings, created, stored=stored)
+    return _answer(batch_id, 202)
+
+
+def _max_total_bytes(settings: Any) -> int:
+    # an archive may hold at most what the same number of uploads could: 20x the upload
+    # limit, bounded by the archive module's own default
+    return min(ArchiveLimits().max_total_bytes, 20 * settings.max_upload_bytes)
+
+
+def _jobs_for(found: Entries, settings: Any, storage: Storage, options: Any,
+              batch_id: str) -> tuple[list[Job], list[StoredFile]]:
+    """Probe each entry; audio becomes a queued job (not yet added), the rest rejected."""
+    created: list[Job] = []
+    stored: list[StoredFile] = []
+    for entry in found.entries:
+        job_id = str(uuid.uuid4())
+        kept = (storage.keep_audio(entry.writer, job_id) if entry.writer is not None
+                else storage.keep_file(entry.path, job_id))
+        try:
+            probe = probe_file(storage.path(kept.rel_path), settings, entry.name)
+        except AudioError as exc:
+            storage.delete(kept.rel_path)
+            found.reject(entry.name, exc.message)
+            continue
+        filename = entry.name.rsplit("/", 1)[-1][:200]
+        created.append(new_job(settings, job_id, kept, probe, options, filename=filename,
+                               batch_id=batch_id, source_name=entry.name))
+        stored.append(kept)
+    return created, stored
+
+
+def _batch_by_key(key: str) -> Batch | None:
+    with session_scope(_settings()) as session:
+        return session.scalars(select(Batch).where(_owner_filter(),
+                                                   Batch.idempotency_key == key)).first()
+
+
+def _answer(batch_id: str, status: int):  # noqa: ANN202
+    with session_scope(_settings()) as session:
+        body = batch_to_dict(session, _get_batch(session, batch_id))
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.headers["Location"] = f"/v1/batches/{batch_id}"
+    return resp
+
+
+def _get_batch(session, batch_id: str) -> Batch:  # noqa: ANN001
+    try:
+        valid = str(uuid.UUID(batch_id)) == batch_id.lower()
+    except ValueError:
+        valid = False
+    batch = session.get(Batch, batch_id.lower()) if valid else None
+    # another key's batch is answered exactly like a batch that does not exist
+    if batch is None or batch.api_key_id != g.get("api_key_id") or batch.deleted_at:
+        raise ApiError(f"no batch with id {batch_id}", code="batch_not_found", http_status=404)
+    return batch
+
+
+def _job_progress(job: Job) -> float:
+    if job.status != SUCCEEDED and job.status not in ACTIVE:
+        return 1.0  # failed or canceled: finished, nothing left to wait for
+    return overall_progress({"status": job.status, "stage": job.stage,
+                             "progress": job.progress})
+
+
+def batch_to_dict(session, batch: Batch) -> dict[str, Any]:  # noqa: ANN001
+    rows = list(session.scalars(select(Job).where(Job.batch_id == batch.id)
+                                .order_by(Job.source_name, Job.id)))
+    counts = dict.fromkeys(STATUSES, 0)
+    weighted = total = 0.0
+    for job in rows:
+        counts[job.status] = counts.get(job.status, 0) + 1
+        # weighted by audio duration: a 2 h recording counts 2 h, a 1 min one 1 min
+        weight = job.audio_duration or 1.0
+        weighted += weight * _job_progress(job)
+        total += weight
+    finished = all(job.status not in ACTIVE for job in rows)
+    finished_at = max((job.finished_at for job in rows if job.finished_at), default=None)
+    return {
+        "id": batch.id,
+        "finished": finished,
+        "progress": round(weighted / total, 4) if total else 1.0,
+        "counts": counts,
+        "options": batch.options or {},
+        "rejected": batch.rejected or [],
+        "jobs": [{
+            "id": job.id,
+            "source_name": job.source_name,
+            "status": job.status,
+            "progress": round(_job_progress(job), 4),
+            "duration": job.audio_duration,
+            "deduplicated_from": job.result_job_id,
+            "error": ({"code": job.error_code, "message": job.error_message or ""}
+                      if job.error_code else None),
+        } for job in rows],
+        "created_at": iso(batch.created_at),
+        "finished_at": iso(finished_at) if finished else None,
+        "links": {"self": f"/v1/batches/{batch.id}",
+                  "results": f"/v1/batches/{batch.id}/results.zip",
+                  "jobs": f"/v1/jobs?batch_id={batch.id}"},
+    }
+
+
+@bp.get("/<batch_id>")
+def get_batch(batch_id: str):  # noqa: ANN201
+    with session_scope(_settings()) as session:
+        return jsonify(batch_to_dict(session, _get_batch(session, batch_id)))
+
+
+@bp.get("/<batch_id>/results.zip")
+def get_results_zip(batch_id: str):  # noqa: ANN201
+    formats = [f.strip() for f in request.args.get("formats", "json").split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if not formats or unknown:
+        raise ApiError(f"formats must be a comma-separated list of: {', '.join(FORMATS)}",
+                       code="invalid_format", http_status=422)
+    formats = list(dict.fromkeys(formats))
+    settings = _settings()
+    with session_scope(settings) as session:
+        batch = _get_batch(session, batch_id)
+        items = [(r.id, r.source_name) for r in session.execute(
+            select(Job.id, Job.source_name)
+            .where(Job.batch_id == batch.id, Job.status == SUCCEEDED, Job.deleted_at.is_(None))
+            .order_by(Job.source_name, Job.id))]
+
+    def load(job_id: str) -> dict[str, Any] | None:
+        # one short session per result: nothing is held open while the client reads
+        with session_scope(settings) as session:
+            job = session.get(Job, job_id)
+            if job is None or job.deleted_at is not None:
+                return None
+            return result_data(session, job)
+
+    resp = Response(stream_with_context(stream_results(items, load, formats)),
+                    content_type="application/zip")
+    resp.headers["Content-Disposition"] = f'attachment; filename="batch-{batch.id}.zip"'
+    return resp
