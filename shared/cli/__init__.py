@@ -12,7 +12,7 @@ import click
 from shared.errors import DiarqError
 
 # module name -> registers its commands on the group
-COMMAND_MODULES = ("models", "process", "doctor", "service", "client", "keys")
+COMMAND_MODULES = ("models", "process", "doctor", "service", "client", "keys", "batch")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -55,9 +55,14 @@ def _request(method: str, url: str, **kwargs: Any) -> Any:
                           "or pass --server URL", code="server_unreachable") from None
 
 
-def submit_file(server: str, path: Path, options: dict[str, Any]) -> dict[str, Any]:
-    data = {k: str(v).lower() if isinstance(v, bool) else str(v)
+def form_data(options: dict[str, Any]) -> dict[str, str]:
+    """Options as multipart form fields (booleans as true/false, None left out)."""
+    return {k: str(v).lower() if isinstance(v, bool) else str(v)
             for k, v in options.items() if v is not None}
+
+
+def submit_file(server: str, path: Path, options: dict[str, Any]) -> dict[str, Any]:
+    data = form_data(options)
     with open(path, "rb") as fh:
         return _request("POST", f"{server}/v1/jobs", files={"file": (path.name, fh)},
                         data=data, timeout=600).json()
@@ -67,9 +72,10 @@ def get_job(server: str, job_id: str) -> dict[str, Any]:
     return _request("GET", f"{server}/v1/jobs/{job_id}").json()
 
 
-def get_result(server: str, job_id: str, fmt: str) -> str:
-    return _request("GET", f"{server}/v1/jobs/{job_id}/result",
-                    params={"format": fmt}).content.decode("utf-8")
+def get_result(server: str, job_id: str, fmt: str,
+               headers: dict[str, str] | None = None) -> str:
+    return _request("GET", f"{server}/v1/jobs/{job_id}/result", params={"format": fmt},
+                    headers=headers or {}).content.decode("utf-8")
 
 
 def overall_progress(job: dict[str, Any]) -> float:

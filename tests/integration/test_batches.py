@@ -326,3 +326,65 @@ def test_another_key_gets_404(client, other_key, unique_wav):  # noqa: ANN001
     assert resp.get_json()["jobs"][0]["deduplicated_from"] is None
     assert client.get(f"/v1/batches/{uuid.uuid4()}").status_code == 404
     assert client.get("/v1/batches/not-a-uuid").status_code == 404
+
+
+# --- the `diarq batch` client against a real gunicorn server ---------------------------
+
+from tests.integration.services import DIARQ, ROOT  # noqa: E402
+from tests.integration.test_security import gunicorn  # noqa: E402, F401 (fixture)
+
+
+def run_batch(url: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(DIARQ + ["batch", "--server", url, *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_cli_batch_mirrors_the_tree_and_resumes(gunicorn, service_env, settings, api_key,  # noqa: ANN001, F811
+                                                 unique_wav, tmp_path):
+    src, out = tmp_path / "meetings", tmp_path / "out"
+    for rel in ("a.wav", "team/b.wav", "team/deep/c.wav"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        unique_wav().rename(src / rel)
+    (src / "readme.txt").write_text("agenda\n")
+    url = f"http://{gunicorn}"
+    env = {k: v for k, v in service_env.items() if k != "DIARQ_API_KEY"}
+
+    # an interrupted run: uploaded (two requests of at most 2 files), not waited for
+    before = job_count(settings)
+    first = run_batch(url, [str(src), "--out", str(out), "--chunk-files", "2",
+                            "--api-key", api_key], env)
+    assert first.returncode == 0, first.stderr
+    assert "rejected: readme.txt" in first.stderr
+    assert job_count(settings) == before + 3
+    state = json.loads((out / ".diarq-batch.json").read_text())
+    assert sorted(state["files"]) == ["a.wav", "readme.txt", "team/b.wav", "team/deep/c.wav"]
+    assert len({f["batch_id"] for f in state["files"].values()}) == 2
+
+    # the second run uploads nothing, waits, and writes the results mirroring the tree
+    second = run_batch(url, [str(src), "--out", str(out), "--wait", "--formats", "srt,json",
+                             "--poll", "0.3"], {**env, "DIARQ_API_KEY": api_key})
+    assert second.returncode == 0, second.stderr
+    assert "0 to upload" in second.stderr and "3 succeeded, 0 failed, 1 rejected" in second.stderr
+    assert job_count(settings) == before + 3
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == [".diarq-batch.json", "a.json", "a.srt", "team/b.json", "team/b.srt",
+                       "team/deep/c.json", "team/deep/c.srt"]
+    state = json.loads((out / ".diarq-batch.json").read_text())
+    assert json.loads((out / "team/b.json").read_text())["job_id"] == \
+        state["files"]["team/b.wav"]["job_id"]
+
+    # a new file and a third run: only that file is uploaded
+    unique_wav().rename(src / "team" / "d.wav")
+    third = run_batch(url, [str(src), "--out", str(out), "--wait", "--formats", "txt",
+                            "--poll", "0.3"], {**env, "DIARQ_API_KEY": api_key})
+    assert third.returncode == 0, third.stderr
+    assert "1 to upload" in third.stderr
+    assert job_count(settings) == before + 4
+    # ... and the new format is written for every file, the old ones included
+    assert all((out / f"{stem}.txt").exists() for stem in ("a", "team/b", "team/deep/c",
+                                                           "team/d"))
+
+    # without a key the server says so, and the CLI prints it without a traceback
+    nokey = run_batch(url, [str(src), "--out", str(tmp_path / "other")], env)
+    assert nokey.returncode != 0 and "unauthorized" in nokey.stderr
+    assert "Traceback" not in nokey.stderr
