@@ -7,6 +7,7 @@ file name with its folders); nothing is ever written under a name from the clien
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def _extract(name: str | None, writer: HashingWriter, storage: Storage,
     try:
         extraction = extract_archive(writer.path, dest, limits=limits)
     except ArchiveError as exc:
+        shutil.rmtree(dest, ignore_errors=True)  # partial extraction of a refused archive
         shown = source_name(name, "the archive")
         raise ApiError(f"{shown}: {exc.message}", code=exc.code, http_status=422) from None
     finally:
