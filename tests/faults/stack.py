@@ -33,9 +33,6 @@ FAST_RECOVERY = {
     # every submit of the same recording must really run (no result reuse)
     "DIARQ_DEDUPE": "false",
     "PYANNOTE_METRICS_ENABLED": "0",
-    # the same recording is submitted many times: each submit must be a job that runs,
-    # not a reuse of an earlier result
-    "DIARQ_DEDUPE": "false",
 }
 
 

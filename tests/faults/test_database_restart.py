@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.servers import PrivatePostgres
-from tests.integration.services import wait_until
+from tests.integration.services import check_spec, wait_until
 
 JOBS = 6
 
@@ -32,13 +32,17 @@ def _while_down(stack, job_id: str, speech_wav: Path) -> int:  # noqa: ANN001
         "list": c.get("/v1/jobs"),
         "get": c.get(f"/v1/jobs/{job_id}"),
         "result": c.get(f"/v1/jobs/{job_id}/result"),
-        "cancel": c.post(f"/v1/jobs/{job_id}/cancel"),
+        "cancel": c.delete(f"/v1/jobs/{job_id}"),
     }
     with open(speech_wav, "rb") as fh:
         answers["submit"] = c.post("/v1/jobs", data={"file": (fh, "a.wav")})
+    spec = {"readyz": ("/readyz", "GET"), "list": ("/v1/jobs", "GET"),
+            "get": ("/v1/jobs/{id}", "GET"), "result": ("/v1/jobs/{id}/result", "GET"),
+            "cancel": ("/v1/jobs/{id}", "DELETE"), "submit": ("/v1/jobs", "POST")}
     for what, resp in answers.items():
         assert resp.status_code == 503, (what, resp.status_code, resp.get_data(as_text=True))
         assert resp.is_json, (what, resp.content_type)
+        check_spec(resp, *spec[what])  # the 503 is documented, body as the spec says
         code = resp.get_json()["error"]["code"]
         assert code == ("not_ready" if what == "readyz" else "database_unavailable"), (what, code)
     assert answers["readyz"].get_json()["checks"]["database"] != "ok"
