@@ -8,9 +8,10 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from api.auth import QUOTA_RETRY_AFTER_S, owner_filter, too_many
 from api.batch_entries import Entries, collect
 from api.errors import ApiError
 from api.results_zip import stream_results
@@ -31,7 +32,7 @@ from shared.cli.client import overall_progress
 from shared.db import session_scope
 from shared.dedupe import result_data
 from shared.errors import AudioError
-from shared.models import ACTIVE, STATUSES, SUCCEEDED, Batch, Job, utcnow
+from shared.models import ACTIVE, QUEUED, STATUSES, SUCCEEDED, Batch, Job, utcnow
 from shared.options import parse_options
 from shared.renderers import FORMATS
 from shared.storage import HashingWriter, Storage, StoredFile
@@ -82,6 +83,11 @@ def create_batch():  # noqa: ANN201
             names = "; ".join(f"{r['name']}: {r['reason']}" for r in found.rejected[:5])
             raise ApiError(f"no recording in this batch is usable audio ({names})",
                            code="batch_no_audio", http_status=422)
+        refused = _over_queue_quota(settings, len(created))
+        if refused is not None:
+            for s in stored:
+                storage.delete(s.rel_path)
+            return refused
         batch = Batch(id=batch_id, api_key_id=g.get("api_key_id"),
                       options=options.model_dump(exclude_none=True), idempotency_key=key,
                       request_sha256=request_hash, rejected=found.rejected,
@@ -107,6 +113,24 @@ def create_batch():  # noqa: ANN201
             shutil.rmtree(d, ignore_errors=True)
     after_commit(settings, created, stored=stored)
     return _answer(batch_id, 202)
+
+
+def _over_queue_quota(settings: Any, adding: int):  # noqa: ANN202 (None or a response)
+    """The per-key queued quota (checked before the body for every submit) also holds
+    for the jobs a batch adds at once: 429 when they would exceed it."""
+    limit = settings.max_queued_per_key
+    if not limit:
+        return None
+    key_id = g.get("api_key_id")
+    with session_scope(settings) as session:
+        queued = session.scalar(select(func.count()).select_from(Job).where(
+            owner_filter(key_id), Job.status == QUEUED, Job.deleted_at.is_(None)))
+    if queued + adding <= limit:
+        return None
+    return too_many("queue_quota_exceeded",
+                    f"this batch adds {adding} jobs to the {queued} this key has waiting "
+                    f"(limit {limit}, DIARQ_MAX_QUEUED_PER_KEY); send fewer files per batch "
+                    "or wait for some to finish", QUOTA_RETRY_AFTER_S)
 
 
 def _max_total_bytes(settings: Any) -> int:

@@ -329,6 +329,25 @@ def test_another_key_gets_404(client, other_key, unique_wav):  # noqa: ANN001
     assert client.get("/v1/batches/not-a-uuid").status_code == 404
 
 
+def test_batch_counts_against_the_queued_quota(settings, service_env, unique_wav):  # noqa: ANN001
+    """A batch adds many jobs at once: the per-key queued quota holds for all of them."""
+    from api import create_app
+    from tests.integration.keys import use_key
+
+    key = create_key_with_cli(service_env, f"batch-quota-{uuid.uuid4().hex[:6]}")
+    c = use_key(create_app({"DIARQ_SETTINGS": settings.model_copy(
+        update={"job_queue": "idle-batches", "max_queued_per_key": 2}), "TESTING": True}),
+        key).test_client()  # a queue nobody serves: jobs stay queued
+    before = job_count(settings)
+    three = [(unique_wav().read_bytes(), f"{i}.wav") for i in range(3)]
+    resp = post_batch(c, three)
+    assert resp.status_code == 429 and int(resp.headers["Retry-After"]) > 0
+    assert check_spec(resp, "/v1/batches", "POST")["error"]["code"] == "queue_quota_exceeded"
+    assert job_count(settings) == before
+    assert post_batch(c, three[:2]).status_code == 202
+    assert post_batch(c, three[2:]).status_code == 429
+
+
 # --- the `diarq batch` client against a real gunicorn server ---------------------------
 
 from tests.integration.services import DIARQ, ROOT  # noqa: E402
