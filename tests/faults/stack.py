@@ -94,6 +94,16 @@ class Stack:
         assert resp.status_code == 202, resp.get_data(as_text=True)
         return resp.get_json()
 
+    def busy(self, path: Path, jobs: int, *, workers: int = 2, seconds: str = "2") -> list[str]:
+        """``workers`` bench-trivial workers, ``jobs`` submitted; returns once one runs
+        (so a fault then hits jobs both queued and running)."""
+        for n in range(1, workers + 1):
+            self.worker(f"w{n}", DIARQ_BENCH_TRIVIAL_PIPELINE_S=seconds)
+        ids = [self.submit(path)["id"] for _ in range(jobs)]
+        wait_until(lambda: any(r.status == "running" for r in self.rows(ids).values()),
+                   timeout=30, what="a running job")
+        return ids
+
     def rows(self, ids: list[str]) -> dict[str, Any]:
         from shared.db import session_scope
         from shared.models import Job

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from tests.faults.servers import PrivateRedis
-from tests.integration.services import wait_until
 
 JOBS = 8
 
@@ -17,11 +16,7 @@ def test_redis_restart_loses_no_job(make_stack, speech_wav: Path, tmp_path: Path
     redis.start()
     try:
         stack = make_stack(redis_url=redis.url)
-        for n in (1, 2):
-            stack.worker(f"w{n}", DIARQ_BENCH_TRIVIAL_PIPELINE_S="2")
-        ids = [stack.submit(speech_wav)["id"] for _ in range(JOBS)]
-        wait_until(lambda: any(r.status == "running" for r in stack.rows(ids).values()),
-                   timeout=30, what="a running job")
+        ids = stack.busy(speech_wav, JOBS)
         redis.kill()  # queued messages and unacked deliveries are gone with it
 
         # submits while the broker is down are accepted: the row is the source of truth

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.servers import PrivatePostgres
-from tests.integration.services import check_spec, wait_until
+from tests.integration.services import check_spec
 
 JOBS = 6
 
@@ -54,11 +54,7 @@ def _while_down(stack, job_id: str, speech_wav: Path) -> int:  # noqa: ANN001
 
 def test_postgres_restart(pg: PrivatePostgres, make_stack, speech_wav: Path):  # noqa: ANN001
     stack = make_stack(admin_url=pg.admin_url)
-    for n in (1, 2):
-        stack.worker(f"w{n}", DIARQ_BENCH_TRIVIAL_PIPELINE_S="2")
-    ids = [stack.submit(speech_wav)["id"] for _ in range(JOBS)]
-    wait_until(lambda: any(r.status == "running" for r in stack.rows(ids).values()),
-               timeout=30, what="a running job")
+    ids = stack.busy(speech_wav, JOBS)
     pg.stop_immediately()
     other_5xx = _while_down(stack, ids[0], speech_wav)
     time.sleep(3)  # running jobs finish while the database is down: their writes retry
