@@ -408,3 +408,22 @@ def test_cli_batch_mirrors_the_tree_and_resumes(gunicorn, service_env, settings,
     nokey = run_batch(url, [str(src), "--out", str(tmp_path / "other")], env)
     assert nokey.returncode != 0 and "unauthorized" in nokey.stderr
     assert "Traceback" not in nokey.stderr
+
+
+def test_cli_batch_of_an_archive(gunicorn, service_env, settings, api_key, unique_wav,  # noqa: ANN001, F811
+                                 tmp_path):
+    archive = tmp_path / "week.zip"
+    archive.write_bytes(zip_of({"mon/standup.wav": unique_wav().read_bytes(),
+                                "tue/retro.wav": unique_wav().read_bytes(),
+                                "notes.txt": b"text"}))
+    url, out = f"http://{gunicorn}", tmp_path / "week-out"
+    env = {**service_env, "DIARQ_API_KEY": api_key}
+    before = job_count(settings)
+    first = run_batch(url, [str(archive), "--out", str(out), "--wait", "--poll", "0.3"], env)
+    assert first.returncode == 0, first.stderr
+    assert "rejected: notes.txt" in first.stderr
+    assert (out / "mon" / "standup.json").exists() and (out / "tue" / "retro.json").exists()
+    assert job_count(settings) == before + 2
+    again = run_batch(url, [str(archive), "--out", str(out), "--wait", "--poll", "0.3"], env)
+    assert again.returncode == 0 and "0 to upload" in again.stderr
+    assert job_count(settings) == before + 2
