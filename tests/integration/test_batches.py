@@ -427,3 +427,35 @@ def test_cli_batch_of_an_archive(gunicorn, service_env, settings, api_key, uniqu
     again = run_batch(url, [str(archive), "--out", str(out), "--wait", "--poll", "0.3"], env)
     assert again.returncode == 0 and "0 to upload" in again.stderr
     assert job_count(settings) == before + 2
+
+
+def test_cli_batch_interrupted_with_ctrl_c_resumes(gunicorn, service_env, settings, api_key,  # noqa: ANN001, F811
+                                                    unique_wav, tmp_path):
+    """Ctrl-C wherever it lands (mid-upload, between chunks, while waiting): the next run
+    creates no second job for any file (state file, or the chunk's Idempotency-Key
+    when the answer was lost) and finishes the work."""
+    import signal
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    for rel in ("x/1.wav", "x/2.wav", "y/3.wav", "4.wav"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        unique_wav().rename(src / rel)
+    url = f"http://{gunicorn}"
+    env = {**service_env, "DIARQ_API_KEY": api_key}
+    args = [str(src), "--out", str(out), "--wait", "--chunk-files", "1", "--poll", "0.3"]
+    before = job_count(settings)
+    proc = subprocess.Popen(DIARQ + ["batch", "--server", url, *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: (out / ".diarq-batch.json").exists() or proc.poll() is not None,
+               timeout=60, interval=0.02, what="the first upload")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err
+    assert job_count(settings) <= before + 4
+
+    again = run_batch(url, args, env)
+    assert again.returncode == 0, again.stderr
+    assert job_count(settings) == before + 4
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json")
+                     if p.name != ".diarq-batch.json")
+    assert written == ["4.json", "x/1.json", "x/2.json", "y/3.json"]
