@@ -33,7 +33,7 @@ from shared.db import session_scope
 from shared.dedupe import result_data
 from shared.errors import AudioError
 from shared.models import ACTIVE, QUEUED, STATUSES, SUCCEEDED, Batch, Job, utcnow
-from shared.options import parse_options
+from shared.options import check_job_model, parse_options
 from shared.renderers import FORMATS
 from shared.storage import HashingWriter, Storage, StoredFile
 
@@ -64,6 +64,7 @@ def create_batch():  # noqa: ANN201
     raw = form_options(exclude={FILES_FIELD})
     dedupe = pop_dedupe_flag(raw)
     options = parse_options(raw)  # 422 invalid_options; the same options for every entry
+    check_job_model(options.asr_model, settings.profile)  # 422 asr_model_not_allowed
 
     key = scoped_idempotency_key(request.headers.get("Idempotency-Key", ""))
     request_hash = request_sha256([f"{name}:{w.sha256}" for name, w in parts], options, dedupe)

@@ -20,7 +20,7 @@ from shared.db import session_scope
 from shared.dedupe import canonical_json, find_reusable, options_sha256
 from shared.errors import AudioError
 from shared.models import QUEUED, SUCCEEDED, Job, utcnow
-from shared.options import JobOptions, parse_options
+from shared.options import JobOptions, check_job_model, parse_options
 from shared.settings import Settings
 from shared.storage import Storage, StoredFile
 
@@ -43,6 +43,7 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
                        f"'{file_field}'", code="file_missing", http_status=400)
     dedupe = pop_dedupe_flag(raw_options)
     options = parse_options(raw_options)  # 422 invalid_options
+    check_job_model(options.asr_model, settings.profile)  # 422 asr_model_not_allowed
     if writer.size == 0:
         raise ApiError("the uploaded file is empty (0 bytes); send the complete recording",
                        code="audio_empty", http_status=400)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.errors import InvalidOptions
@@ -58,3 +60,24 @@ def parse_options(data: dict) -> JobOptions:
             msg = err["msg"].removeprefix("Value error, ")
             parts.append(f"{where}: {msg}")
         raise InvalidOptions("invalid options: " + "; ".join(parts)) from None
+
+
+# a model name ("base") or, for the hub profile, a hub id ("Systran/faster-whisper-small")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
+
+
+def check_job_model(asr_model: str | None, profile: str) -> None:
+    """A job submitted to the service may name a model, not a directory of the worker
+    machine: a path would let any API user make workers open (and report on) arbitrary
+    server paths. Local model directories are the operator's choice (DIARQ_ASR_MODEL, or
+    ``diarq process`` on one's own machine). Raises InvalidOptions (422)."""
+    if not asr_model:
+        return
+    hub_id = "/" in asr_model and profile == "hub"
+    if _MODEL_NAME.fullmatch(asr_model) and ".." not in asr_model and \
+            ("/" not in asr_model or hub_id):
+        return
+    raise InvalidOptions("asr_model must be a model name such as base or tiny.en (or a hub id "
+                         "with DIARQ_PROFILE=hub); a local model directory can only be "
+                         "configured by the operator (DIARQ_ASR_MODEL)",
+                         code="asr_model_not_allowed")

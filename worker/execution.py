@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 import uuid
@@ -18,7 +17,7 @@ from shared import jobs
 from shared.db import session_scope
 from shared.errors import DiarqError
 from shared.logging import job_context
-from shared.options import parse_options
+from shared.options import check_job_model, parse_options
 from shared.redact import redact
 from shared.settings import Settings
 from shared.storage import Storage
@@ -179,7 +178,7 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
             raise DiarqError("the job has no audio (it was deleted); submit it again",
                              code="audio_missing")
         options = parse_options(claim.options)
-        _refuse_model_paths(options.asr_model, settings.profile)
+        check_job_model(options.asr_model, settings.profile)  # also checked at submit
         path = Storage(settings).path(claim.audio_path)
         if not path.is_file() or not os.access(path, os.R_OK):
             # checked before any model work: a storage problem must not look like bad audio
@@ -213,26 +212,6 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
     log.info("finished outcome=%s seconds=%.3f", "succeeded" if stored else "lost",
              time.perf_counter() - t0)
     return "succeeded" if stored else "lost"
-
-
-# a model name ("base") or, for the hub profile, a hub id ("Systran/faster-whisper-small")
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
-
-
-def _refuse_model_paths(asr_model: str | None, profile: str) -> None:
-    """A job may name a model, not a directory of the worker machine: a path would let any
-    API user make the worker open (and report on) arbitrary server paths. Local model
-    directories are the operator's choice (DIARQ_ASR_MODEL, or `diarq process` locally)."""
-    if not asr_model:
-        return
-    hub_id = "/" in asr_model and profile == "hub"
-    if _MODEL_NAME.fullmatch(asr_model) and ".." not in asr_model and \
-            ("/" not in asr_model or hub_id):
-        return
-    raise DiarqError("asr_model must be a model name such as base or tiny.en (or a hub id "
-                     "with DIARQ_PROFILE=hub); a local model directory can only be "
-                     "configured by the operator (DIARQ_ASR_MODEL)",
-                     code="asr_model_not_allowed")
 
 
 def _finish_failed(settings: Settings, claim: jobs.Claim, code: str, message: str) -> str:

@@ -145,7 +145,7 @@ PROCESSED: dict[str, str] = {
     "truncated_faststart.m4a": "audio_truncated",
     "headonly.mp3": "audio_truncated",
 }
-# a job names a model; server paths are refused without being opened
+# a job names a model; server paths are refused (at submit) without being opened
 BAD_MODELS = {"/etc": "asr_model_not_allowed", "../../../../etc/passwd": "asr_model_not_allowed",
               "~root/.ssh": "asr_model_not_allowed", "no-such-model": "model_not_found"}
 
@@ -162,8 +162,11 @@ def test_processed_by_the_real_worker(stack, media):  # noqa: ANN001
         status, body = _post(stack, {"file": _file(media["one_word.wav"]), "asr_model": model})
         if status == 202:
             jobs[f"asr_model={model}"] = body["id"]
-        else:
-            assert (status, body["error"]["code"]) == (422, "invalid_options"), body
+        else:  # server paths are refused at submit (the worker checks again)
+            assert (status, body["error"]["code"]) == (422, BAD_MODELS[model]), body
+    refused_late = [m for m, code in BAD_MODELS.items()
+                    if code == "asr_model_not_allowed" and f"asr_model={m}" in jobs]
+    assert refused_late == [], "server paths must be refused at submit"
     worker = stack.workers[0]
     worker.wait_ready(timeout=180, marker="models loaded")
     rows = stack.wait_all_done(list(jobs.values()), timeout=300)

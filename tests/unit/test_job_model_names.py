@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import DiarqError
-from worker.execution import _refuse_model_paths
+from shared.errors import InvalidOptions
+from shared.options import check_job_model
 
 
 @pytest.mark.parametrize("name, profile", [
@@ -13,7 +13,7 @@ from worker.execution import _refuse_model_paths
     ("Systran/faster-whisper-small", "hub"), (None, "offline"),
 ])
 def test_model_names_pass(name: str | None, profile: str) -> None:
-    _refuse_model_paths(name, profile)
+    check_job_model(name, profile)
 
 
 @pytest.mark.parametrize("name, profile", [
@@ -22,7 +22,7 @@ def test_model_names_pass(name: str | None, profile: str) -> None:
     ("C:\\models", "hub"),
 ])
 def test_paths_are_refused(name: str, profile: str) -> None:
-    with pytest.raises(DiarqError) as info:
-        _refuse_model_paths(name, profile)
+    with pytest.raises(InvalidOptions) as info:
+        check_job_model(name, profile)
     assert info.value.code == "asr_model_not_allowed"
-    assert "DIARQ_ASR_MODEL" in info.value.message
+    assert "DIARQ_ASR_MODEL" in info.value.message and info.value.http_status == 422
