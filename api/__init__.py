@@ -30,7 +30,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     any Flask config keys; settings otherwise come from the environment."""
     config = dict(config or {})
     settings: Settings = config.pop("DIARQ_SETTINGS", None) or get_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
 
     app = Flask(__name__)
     app.request_class = UploadRequest
@@ -48,11 +48,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from api.compat import bp as compat_bp
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp
+    from api.metrics import bp as metrics_bp
+    from api.webhook_secret import bp as webhook_secret_bp
 
     app.register_blueprint(jobs_bp)
     app.register_blueprint(batches_bp)
     app.register_blueprint(compat_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(metrics_bp)
+    app.register_blueprint(webhook_secret_bp)
     register_error_handlers(app)
     app.teardown_request(discard_unclaimed_uploads)
     return app

@@ -15,13 +15,14 @@ from api.auth import QUOTA_RETRY_AFTER_S, owner_filter, too_many
 from api.batch_entries import Entries, collect
 from api.errors import ApiError
 from api.results_zip import stream_results
-from api.serialize import iso
+from api.serialize import iso, webhook_to_dict
 from api.submit import (
     after_commit,
     check_same_request,
     form_options,
     new_job,
     pop_dedupe_flag,
+    pop_delivery_fields,
     probe_file,
     request_sha256,
     reuse_result,
@@ -63,6 +64,7 @@ def create_batch():  # noqa: ANN201
                        code="file_missing", http_status=400)
     raw = form_options(exclude={FILES_FIELD})
     dedupe = pop_dedupe_flag(raw)
+    webhook_url, priority = pop_delivery_fields(raw)
     options = parse_options(raw)  # 422 invalid_options; the same options for every entry
     check_job_model(options.asr_model, settings.profile)  # 422 asr_model_not_allowed
 
@@ -89,7 +91,9 @@ def create_batch():  # noqa: ANN201
             for s in stored:
                 storage.delete(s.rel_path)
             return refused
-        batch = Batch(id=batch_id, api_key_id=g.get("api_key_id"),
+        for job in created:
+            job.priority = priority
+        batch = Batch(id=batch_id, api_key_id=g.get("api_key_id"), webhook_url=webhook_url,
                       options=options.model_dump(exclude_none=True), idempotency_key=key,
                       request_sha256=request_hash, rejected=found.rejected,
                       created_at=utcnow())
@@ -216,6 +220,7 @@ def batch_to_dict(session, batch: Batch) -> dict[str, Any]:  # noqa: ANN001
         "counts": counts,
         "options": batch.options or {},
         "rejected": batch.rejected or [],
+        "webhook": webhook_to_dict(batch.webhook_url, session, batch_id=batch.id),
         "jobs": [{
             "id": job.id,
             "source_name": job.source_name,

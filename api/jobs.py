@@ -18,7 +18,7 @@ from api.submit import form_options, submit
 from shared import jobs
 from shared.db import session_scope
 from shared.dedupe import detach_copies, result_data
-from shared.models import FAILED, STATUSES, SUCCEEDED, Job
+from shared.models import ACTIVE, CANCELED, FAILED, STATUSES, SUCCEEDED, Job
 from shared.storage import Storage
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -147,11 +147,16 @@ def get_result(job_id: str):  # noqa: ANN201
 def delete_job(job_id: str):  # noqa: ANN201
     settings = _settings()
     with session_scope(settings) as session:
-        _get_job(session, job_id)
+        was_active = _get_job(session, job_id).status in ACTIVE
         # jobs reusing this result (dedupe) get their own copy of it first
         detach_copies(session, job_id.lower())
         job = jobs.cancel_and_delete(session, job_id.lower())
         audio = job.audio_path if job else None
+        canceled = was_active and job is not None and job.status == CANCELED
     # a running worker sees `canceled` at its next check and stops; its writes are no-ops
     Storage(settings).delete(audio)
+    if canceled:
+        from worker.webhook_delivery import notify_terminal
+
+        notify_terminal(current_app.extensions["diarq"].celery, settings, job_id.lower())
     return Response(status=204)

@@ -42,6 +42,7 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
         raise ApiError(f"no file: send the recording as multipart/form-data field "
                        f"'{file_field}'", code="file_missing", http_status=400)
     dedupe = pop_dedupe_flag(raw_options)
+    webhook_url, priority = pop_delivery_fields(raw_options)
     options = parse_options(raw_options)  # 422 invalid_options
     check_job_model(options.asr_model, settings.profile)  # 422 asr_model_not_allowed
     if writer.size == 0:
@@ -67,6 +68,7 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
 
     job = new_job(settings, job_id, stored, probe, options, filename=filename,
                   idempotency_key=key, request_hash=request_hash)
+    job.webhook_url, job.priority = webhook_url, priority
     try:
         with session_scope(settings) as session:
             if dedupe:
@@ -96,6 +98,27 @@ def pop_dedupe_flag(raw_options: dict[str, Any]) -> bool:
     if text in _FALSE:
         return False
     raise ApiError("dedupe must be true or false", code="invalid_options", http_status=422)
+
+
+def pop_delivery_fields(raw_options: dict[str, Any]) -> tuple[str | None, int]:
+    """``webhook_url`` and ``priority`` form fields (request fields, not pipeline options):
+    the URL is checked against private targets now (422), and again before each delivery."""
+    from shared.webhooks import validate_webhook_url
+    from worker.celery_app import PRIORITIES
+
+    settings = current_app.extensions["diarq"].settings
+    url = str(raw_options.pop("webhook_url", "") or "").strip() or None
+    if url is not None:
+        validate_webhook_url(url, allow_private=settings.webhook_allow_private)
+        if g.get("api_key_id") is None and settings.webhook_secret is None:
+            raise ApiError("webhooks need a signing secret: with DIARQ_AUTH=off set "
+                           "DIARQ_WEBHOOK_SECRET on the server", code="webhook_secret_missing",
+                           http_status=422)
+    name = str(raw_options.pop("priority", "") or "normal").strip().lower()
+    if name not in PRIORITIES:
+        raise ApiError("priority must be high, normal or low", code="invalid_options",
+                       http_status=422)
+    return url, PRIORITIES[name]
 
 
 def request_sha256(audio_hashes: list[str], options: JobOptions, dedupe: bool) -> str:
@@ -165,16 +188,19 @@ def after_commit(settings: Settings, created: list[Job], *, stored: list[StoredF
     """Committed first, then enqueued: a worker never sees an id the DB does not have.
     Dedupe copies are not enqueued, and their uploaded audio is not kept."""
     from worker.celery_app import enqueue_job
+    from worker.webhook_delivery import notify_terminal
 
     storage = Storage(settings)
     celery = current_app.extensions["diarq"].celery
     for job, file in zip(created, stored, strict=True):
         if job.result_job_id:
             storage.delete(file.rel_path)
+            # finished at submit: its (or its batch's) webhook is due now
+            notify_terminal(celery, settings, job.id)
             continue
         try:
             enqueue_job(celery, settings, job.id, queue=job.queue,
-                        audio_seconds=job.audio_duration)
+                        audio_seconds=job.audio_duration, priority=job.priority)
         except Exception:
             # the row is queued; the reaper enqueues it again once the broker is back
             log.warning("enqueue failed; the reaper will retry job_id=%s", job.id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,24 @@ class JobIdFilter(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (DIARQ_LOG_FORMAT=json) for log shippers; ``job_id`` is
+    on every line (null outside a job), exceptions go in ``exc_info`` as text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        job_id = getattr(record, "job_id", "-")
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "job_id": None if job_id == "-" else job_id,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
 @contextmanager
 def job_context(job_id: str) -> Iterator[None]:
     token = _job_id.set(job_id)
@@ -31,15 +50,16 @@ def job_context(job_id: str) -> Iterator[None]:
         _job_id.reset(token)
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Configure the root logger once (idempotent)."""
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Configure the root logger once (idempotent); ``fmt`` "text" (key=value) or "json"."""
     root = logging.getLogger()
-    if not any(getattr(h, "_diarq", False) for h in root.handlers):
+    handler = next((h for h in root.handlers if getattr(h, "_diarq", False)), None)
+    if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         handler._diarq = True  # type: ignore[attr-defined]
-        handler.setFormatter(logging.Formatter(FORMAT))
         handler.addFilter(JobIdFilter())
         root.addHandler(handler)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(FORMAT))
     root.setLevel(level.upper())
     install_redaction(root)
     # servers that keep their own handlers instead of propagating to the root logger

@@ -80,6 +80,17 @@ class Settings(BaseSettings):
     requeue_queued_after_s: float = Field(1800.0, gt=0)
     api_workers: int = Field(2, ge=1)  # gunicorn processes of `diarq api`
     log_level: str = "INFO"
+    # "json": one JSON object per log line (job_id on every line of a job)
+    log_format: Literal["text", "json"] = "text"
+
+    # --- webhooks ----------------------------------------------------------
+    # private/loopback webhook targets are refused unless this is true (SSRF)
+    webhook_allow_private: bool = False
+    # retry schedule in seconds, comma-separated ("" : shared.webhooks.RETRY_DELAYS_S)
+    webhook_retry_delays_s: str = ""
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    # signing secret when DIARQ_AUTH=off (with keys on, each key has its own)
+    webhook_secret: SecretStr | None = None
 
     hf_token: SecretStr | None = Field(default=None, exclude=True)
 
@@ -109,6 +120,20 @@ class Settings(BaseSettings):
     def job_time_limit_s(self, audio_seconds: float | None) -> float:
         """Soft time limit of one job, derived from its audio duration."""
         return self.job_time_limit_base_s + self.job_time_limit_factor * (audio_seconds or 0.0)
+
+    @property
+    def webhook_delays(self) -> tuple[float, ...]:
+        """Seconds to wait before each retry of a webhook delivery."""
+        from shared.webhooks import RETRY_DELAYS_S
+
+        text = self.webhook_retry_delays_s.strip()
+        if not text:
+            return tuple(float(d) for d in RETRY_DELAYS_S)
+        try:
+            return tuple(float(p) for p in text.split(",") if p.strip())
+        except ValueError:
+            raise ConfigError("DIARQ_WEBHOOK_RETRY_DELAYS_S: use seconds separated by "
+                              "commas, e.g. 10,30,60") from None
 
     @property
     def max_upload_bytes(self) -> int:

@@ -15,7 +15,11 @@ from kombu import Queue
 from shared.settings import Settings, get_settings
 
 TASK_NAME = "diarq.process_job"
-QUEUES = ("gpu", "cpu")
+WEBHOOK_TASK = "diarq.deliver_webhook"
+WEBHOOK_QUEUE = "webhooks"
+QUEUES = ("gpu", "cpu", WEBHOOK_QUEUE)
+# job priority names -> broker priority (Redis transport: lower number runs first)
+PRIORITIES = {"high": 0, "normal": 5, "low": 9}
 
 
 def filesystem_broker_dir(broker_url: str) -> Path | None:
@@ -47,7 +51,14 @@ def _broker(settings: Settings) -> tuple[str, dict]:
         return "filesystem://", options
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # an unacknowledged task is redelivered after this: keep it above the longest job
-        options = {"visibility_timeout": settings.visibility_timeout_s}
+        options = {
+            "visibility_timeout": settings.visibility_timeout_s,
+            # one Redis list per priority step (key "<queue><sep><step>"); every BRPOP
+            # lists step 0 of all queues first, so high runs before normal before low.
+            # Queues themselves stay round-robin: webhooks never starve behind jobs.
+            "priority_steps": list(range(10)),
+            "sep": ":",
+        }
         if settings.broker_key_prefix:
             options["global_keyprefix"] = settings.broker_key_prefix
     return settings.broker_url, options
@@ -73,8 +84,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        worker_send_task_events=False,
-        task_send_sent_event=False,
+        # events let Flower (`celery -A worker.celery_app flower`) show workers and tasks
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         # publishing must not hang an API request when the broker is down: the row is
         # already committed as queued and the reaper enqueues it again later
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
@@ -95,11 +107,19 @@ def job_time_limits(settings: Settings, audio_seconds: float | None) -> tuple[fl
 
 
 def enqueue_job(app: Celery, settings: Settings, job_id: str, *, queue: str,
-                audio_seconds: float | None) -> None:
+                audio_seconds: float | None, priority: int = PRIORITIES["normal"]) -> None:
     """Send ``diarq.process_job(job_id)``: ids only, never audio bytes."""
     soft, hard = job_time_limits(settings, audio_seconds)
     app.send_task(TASK_NAME, args=[job_id], queue=queue, routing_key=queue,
-                  soft_time_limit=soft, time_limit=hard)
+                  soft_time_limit=soft, time_limit=hard, priority=priority)
+
+
+def enqueue_webhook(app: Celery, kind: str, target_id: str, event: str, attempt: int = 1,
+                    countdown: float = 0.0) -> None:
+    """Send ``diarq.deliver_webhook`` (kind "job" or "batch") to the webhooks queue."""
+    app.send_task(WEBHOOK_TASK, args=[kind, target_id, event, attempt], queue=WEBHOOK_QUEUE,
+                  routing_key=WEBHOOK_QUEUE, countdown=countdown or None,
+                  priority=PRIORITIES["high"])
 
 
 # `celery -A worker.celery_app` finds this; `diarq worker` uses it too

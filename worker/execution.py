@@ -211,7 +211,17 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
     stored = with_db_retry(_succeed, "result write")
     log.info("finished outcome=%s seconds=%.3f", "succeeded" if stored else "lost",
              time.perf_counter() - t0)
+    if stored:
+        _notify(settings, claim.job_id)
     return "succeeded" if stored else "lost"
+
+
+def _notify(settings: Settings, job_id: str) -> None:
+    """Queue the job's webhook (never blocks or fails the job: errors are only logged)."""
+    from worker.celery_app import app
+    from worker.webhook_delivery import notify_terminal
+
+    notify_terminal(app, settings, job_id)
 
 
 def _finish_failed(settings: Settings, claim: jobs.Claim, code: str, message: str) -> str:
@@ -220,4 +230,6 @@ def _finish_failed(settings: Settings, claim: jobs.Claim, code: str, message: st
             return jobs.fail(session, claim.job_id, claim.token, code, message)
 
     stored = with_db_retry(_fail, "failure write")
+    if stored:
+        _notify(settings, claim.job_id)
     return "failed" if stored else "lost"

@@ -22,6 +22,7 @@ from shared.db import session_scope
 from shared.models import Job
 from shared.settings import Settings
 from worker.celery_app import enqueue_job
+from worker.webhook_delivery import notify_terminal
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,17 @@ def reap_once(app: Celery, settings: Settings) -> dict[str, list[str]]:
         )
         resent = jobs.reap_old_queued(session, older_than_s=settings.requeue_queued_after_s)
         todo = {
-            row.id: (row.queue, row.audio_duration)
-            for row in session.query(Job.id, Job.queue, Job.audio_duration).filter(
+            row.id: (row.queue, row.audio_duration, row.priority)
+            for row in session.query(Job.id, Job.queue, Job.audio_duration,
+                                     Job.priority).filter(
                 Job.id.in_(requeued + resent)
             )
         }
-    for job_id, (queue, duration) in todo.items():
-        enqueue_job(app, settings, job_id, queue=queue, audio_seconds=duration)
+    for job_id, (queue, duration, priority) in todo.items():
+        enqueue_job(app, settings, job_id, queue=queue, audio_seconds=duration,
+                    priority=priority)
+    for job_id in failed:
+        notify_terminal(app, settings, job_id)
     for job_id in requeued:
         log.warning("reaper requeued stale running job job_id=%s", job_id)
     for job_id in failed:

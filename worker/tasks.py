@@ -16,9 +16,10 @@ from shared.db import session_scope
 from shared.errors import DiarqError
 from shared.logging import setup_logging
 from shared.models import Job
-from worker.celery_app import TASK_NAME, app
+from worker.celery_app import TASK_NAME, WEBHOOK_TASK, app
 from worker.execution import TIMEOUT, execute_job, timeout_message
 from worker.reaper import Reaper
+from worker.webhook_delivery import deliver, notify_terminal
 
 log = logging.getLogger(__name__)
 settings = app.conf.diarq_settings
@@ -37,7 +38,7 @@ def _setup_logging(loglevel: object = None, **_: object) -> None:
     import logging as _logging
 
     level = _logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel
-    setup_logging(str(level or settings.log_level))
+    setup_logging(str(level or settings.log_level), settings.log_format)
 
 
 @signals.worker_process_init.connect
@@ -107,6 +108,8 @@ def _hard_time_limit(sender: object = None, task_id: str | None = None,
         return
     log.warning("hard time limit: pool process killed job_id=%s failed=%s code=%s",
                 job_id, failed, TIMEOUT)
+    if failed:
+        notify_terminal(app, settings, job_id)
 
 
 @app.task(name=TASK_NAME, bind=True)
@@ -114,3 +117,9 @@ def process_job(self, job_id: str) -> str:  # noqa: ANN001 (celery task self)
     worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
     return execute_job(job_id, settings=settings, worker_name=worker, registry=_registry,
                        startup_error=_startup_error)
+
+
+@app.task(name=WEBHOOK_TASK)
+def deliver_webhook(kind: str, target_id: str, event: str, attempt: int = 1) -> str:
+    """One attempt of one webhook; the next one is scheduled by ``deliver`` itself."""
+    return deliver(app, settings, kind, target_id, event, attempt)

@@ -76,13 +76,21 @@ def worker_cmd(queues: str | None, concurrency: int | None, hostname: str | None
 
     argv = [
         "worker",
-        "--queues", queues or settings.worker_queues,
+        "--queues", with_webhook_queue(queues or settings.worker_queues),
         "--concurrency", str(concurrency or settings.worker_concurrency),
         "--hostname", hostname or f"diarq@{socket.gethostname()}-{os.getpid()}",
         "--loglevel", (loglevel or settings.log_level).upper(),
         "--without-mingle", "--without-gossip",
     ]
     app.worker_main(argv)
+
+
+def with_webhook_queue(queues: str) -> str:
+    """Every worker also delivers webhooks (short HTTP calls on their own queue)."""
+    from worker.celery_app import WEBHOOK_QUEUE
+
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    return ",".join(names if WEBHOOK_QUEUE in names else [*names, WEBHOOK_QUEUE])
 
 
 def _check_db(settings: Settings) -> None:

@@ -89,6 +89,9 @@ def service_env(pg_database: str, redis_prefix: str, tmp_path_factory) -> dict[s
         # result reuse off by default: mechanics tests resubmit the same recording and
         # need real runs (test_batches.py tests dedupe, per request and as the default)
         "DIARQ_DEDUPE": "false",
+        # webhook tests deliver to a server on 127.0.0.1, with a short retry schedule
+        "DIARQ_WEBHOOK_ALLOW_PRIVATE": "true",
+        "DIARQ_WEBHOOK_RETRY_DELAYS_S": "0.2,0.5",
     }
 
 

@@ -1,0 +1,137 @@
+"""Webhook delivery: queued when a job (or a whole batch) reaches a terminal state,
+POSTed by the ``diarq.deliver_webhook`` task on the ``webhooks`` queue, retried with
+the backoff of ``Settings.webhook_delays``; every attempt is a webhook_deliveries row.
+
+Nothing here may block or fail a job: errors are logged and recorded, never raised
+into the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import requests
+from celery import Celery
+from sqlalchemy import exists, update
+
+from shared.db import session_scope
+from shared.errors import InvalidOptions
+from shared.models import ACTIVE, Batch, Job, WebhookDelivery, utcnow
+from shared.settings import Settings
+from shared.webhook_secrets import secret_for
+from shared.webhooks import SIGNATURE_HEADER, sign, validate_webhook_url
+from worker.celery_app import enqueue_webhook
+
+log = logging.getLogger(__name__)
+TERMINAL_EVENTS = {"succeeded": "job.succeeded", "failed": "job.failed",
+                   "canceled": "job.canceled"}
+BATCH_EVENT = "batch.finished"
+
+
+def notify_terminal(app: Celery, settings: Settings, job_id: str) -> None:
+    """Queue the webhooks due now that ``job_id`` is terminal: its own, and its batch's
+    when it was the batch's last active job. Never raises."""
+    try:
+        due: list[tuple[str, str, str]] = []
+        with session_scope(settings) as session:
+            job = session.get(Job, job_id)
+            if job is None or job.status not in TERMINAL_EVENTS:
+                return
+            if job.webhook_url:
+                due.append(("job", job.id, TERMINAL_EVENTS[job.status]))
+            if job.batch_id and _close_batch(session, job.batch_id):
+                due.append(("batch", job.batch_id, BATCH_EVENT))
+        for kind, target_id, event in due:
+            enqueue_webhook(app, kind, target_id, event)
+    except Exception:
+        log.warning("could not queue webhook job_id=%s", job_id, exc_info=True)
+
+
+def _close_batch(session: Any, batch_id: str) -> bool:
+    """True for exactly one caller: the one that marks a webhook batch finished once none
+    of its jobs is active (each caller runs after its own job's commit, so the last one
+    sees every job terminal)."""
+    active = exists().where(Job.batch_id == batch_id, Job.status.in_(ACTIVE))
+    res = session.execute(update(Batch)
+                          .where(Batch.id == batch_id, Batch.webhook_url.is_not(None),
+                                 Batch.finished_at.is_(None), ~active)
+                          .values(finished_at=utcnow())
+                          .execution_options(synchronize_session=False))
+    return res.rowcount == 1
+
+
+def _payload(session: Any, kind: str, target_id: str,
+             event: str) -> tuple[str, int | None, dict[str, Any]] | None:
+    """(url, owner key id, JSON payload as the API shows the object), None if gone."""
+    if kind == "job":
+        from api.serialize import job_to_dict
+
+        job = session.get(Job, target_id)
+        if job is None or not job.webhook_url:
+            return None
+        return job.webhook_url, job.api_key_id, {"event": event, "job": job_to_dict(job)}
+    from api.batches import batch_to_dict
+
+    batch = session.get(Batch, target_id)
+    if batch is None or not batch.webhook_url:
+        return None
+    return batch.webhook_url, batch.api_key_id, {"event": event,
+                                                  "batch": batch_to_dict(session, batch)}
+
+
+def _post(settings: Settings, url: str, body: bytes,
+          secret: str | None) -> tuple[int | None, str | None]:
+    """One POST; (status code, error) where error is None only for a 2xx answer."""
+    if secret is None:
+        return None, "no signing secret: set DIARQ_WEBHOOK_SECRET (auth is off)"
+    try:
+        # DNS answers change: a target valid at submit may point inside the network now
+        validate_webhook_url(url, allow_private=settings.webhook_allow_private)
+        resp = requests.post(url, data=body, timeout=settings.webhook_timeout_s,
+                             allow_redirects=False,
+                             headers={"Content-Type": "application/json",
+                                      "User-Agent": "diarq-webhooks/1",
+                                      SIGNATURE_HEADER: sign(secret, body)})
+    except InvalidOptions as exc:
+        return None, exc.message
+    except requests.RequestException as exc:
+        return None, f"{type(exc).__name__}: could not reach the target"
+    if 200 <= resp.status_code < 300:
+        return resp.status_code, None
+    return resp.status_code, f"the target answered HTTP {resp.status_code}"
+
+
+def deliver(app: Celery, settings: Settings, kind: str, target_id: str, event: str,
+            attempt: int) -> str:
+    """Attempt ``attempt`` of one webhook; schedules the next one on failure."""
+    with session_scope(settings) as session:
+        found = _payload(session, kind, target_id, event)
+        if found is None:
+            return "gone"
+        url, key_id, payload = found
+        secret = secret_for(session, settings, key_id)
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    t0 = time.perf_counter()
+    status_code, error = _post(settings, url, body, secret)
+    delays = settings.webhook_delays
+    retry = error is not None and secret is not None and attempt <= len(delays)
+    now = utcnow()
+    with session_scope(settings) as session:
+        session.add(WebhookDelivery(
+            job_id=target_id if kind == "job" else None,
+            batch_id=target_id if kind == "batch" else None,
+            url=url, event=event, attempt=attempt, status_code=status_code, error=error,
+            duration_ms=(time.perf_counter() - t0) * 1000, created_at=now,
+            next_attempt_at=now + timedelta(seconds=delays[attempt - 1]) if retry else None))
+    if retry:
+        enqueue_webhook(app, kind, target_id, event, attempt + 1,
+                        countdown=delays[attempt - 1])
+    outcome = "delivered" if error is None else ("retrying" if retry else "gave_up")
+    log.info("webhook %s=%s event=%s attempt=%d status=%s outcome=%s", kind, target_id,
+             event, attempt, status_code, outcome)
+    return outcome
+
