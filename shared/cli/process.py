@@ -112,7 +112,7 @@ def process(
         click.echo(
             f"{result.audio.duration:.1f} s of audio in {t.get('total', 0):.1f} s "
             f"(real-time factor {t.get('total', 0) / result.audio.duration:.3f}); "
-            (f"{len(result.speakers)} speakers" if options.diarize else "no diarization")
+            + (f"{len(result.speakers)} speakers" if options.diarize else "no diarization")
             + f", language {result.language or '-'}",
             err=True,
         )
