@@ -14,11 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.integration.services import free_port
 
 
 def wait_port(port: int, *, up: bool, timeout: float = 30) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import requests
 from jsonschema import Draft202012Validator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,3 +104,47 @@ def check_spec(resp, path: str, method: str) -> Any:  # noqa: ANN001
     # root the schema in the spec so "#/components/..." references resolve
     Draft202012Validator({**schema, "components": SPEC["components"]}).validate(body)
     return body
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_api(env: dict[str, str], log_path: Path | None = None) -> Iterator[str]:
+    """`diarq api` (real gunicorn, one process) on a free loopback port; yields its URL."""
+    port = free_port()
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(DIARQ + ["api", "--port", str(port), "--workers", "1"], env=env,
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{url}/readyz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(ready, timeout=30, interval=0.2, what="gunicorn")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        if log_path:
+            log.close()
+
+
+def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment of the embedded mode (`diarq up`): SQLite, filesystem broker, local disk."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PYANNOTE_METRICS_ENABLED": "0",
+        "DIARQ_DATABASE_URL": f"sqlite:///{tmp_path / 'diarq.db'}",
+        "DIARQ_BROKER_URL": f"filesystem://{tmp_path / 'broker'}",
+        "DIARQ_STORAGE_DIR": str(tmp_path / "storage"),
+        **extra,
+    }

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 import time
@@ -12,15 +11,16 @@ import time
 import pytest
 import requests
 
-from tests.integration.services import DIARQ, ROOT, wait_until
+from tests.integration.services import (
+    DIARQ,
+    ROOT,
+    embedded_env,
+    free_port,
+    running_api,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_db_upgrade_on_sqlite(tmp_path) -> None:  # noqa: ANN001
@@ -54,19 +54,8 @@ def test_invalid_configuration_fails_with_what_to_set() -> None:
 
 
 def test_gunicorn_api_serves_jobs(service_env, workers, speech_wav, api_key) -> None:  # noqa: ANN001
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {api_key}"}
-    proc = subprocess.Popen(DIARQ + ["api", "--port", str(port), "--workers", "1"],
-                            env=service_env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        def ready() -> bool:
-            try:
-                return requests.get(f"{url}/readyz", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-        wait_until(ready, timeout=30, interval=0.2, what="gunicorn")
+    with running_api(service_env) as url:
         with open(speech_wav, "rb") as fh:
             resp = requests.post(f"{url}/v1/jobs", files={"file": ("s.wav", fh)}, timeout=30,
                                  headers=auth)
@@ -82,22 +71,11 @@ def test_gunicorn_api_serves_jobs(service_env, workers, speech_wav, api_key) -> 
                             timeout=30, headers=auth)
         assert big.status_code == 413
         assert big.json()["error"]["code"] == "upload_too_large"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_embedded_up_demo(tmp_path, speech_wav) -> None:  # noqa: ANN001
     """`diarq up --demo` with no external service (SQLite + filesystem broker)."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYANNOTE_METRICS_ENABLED": "0",
-        "DIARQ_DATABASE_URL": f"sqlite:///{tmp_path / 'diarq.db'}",
-        "DIARQ_BROKER_URL": f"filesystem://{tmp_path / 'broker'}",
-        "DIARQ_STORAGE_DIR": str(tmp_path / "storage"),
-        "DIARQ_BENCH_TRIVIAL_PIPELINE_S": "0.3",
-        "DIARQ_AUTH": "off",
-    }
+    env = embedded_env(tmp_path, DIARQ_BENCH_TRIVIAL_PIPELINE_S="0.3", DIARQ_AUTH="off")
     t0 = time.monotonic()
     proc = subprocess.run(DIARQ + ["up", "--port", str(free_port()), "--demo", str(speech_wav),
                                    "--format", "json"],

@@ -16,8 +16,7 @@ from sqlalchemy import text
 
 from shared.db import get_engine
 from tests.integration.keys import bearer, create_key_with_cli
-from tests.integration.services import DIARQ, ROOT, WorkerProcess, wait_until
-from tests.integration.test_commands import free_port
+from tests.integration.services import DIARQ, ROOT, WorkerProcess, running_api, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,25 +46,8 @@ def hub_worker(hub_env, log_dir, settings) -> Iterator[WorkerProcess]:  # noqa: 
 @pytest.fixture(scope="module")
 def hub_api(hub_env, log_dir, settings) -> Iterator[str]:  # noqa: ANN001
     """`diarq api` (gunicorn) with the token in its environment too, logging to a file."""
-    port = free_port()
-    log = open(log_dir / "api-secrets.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(DIARQ + ["api", "--port", str(port), "--workers", "1"],
-                            env=hub_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/readyz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-    try:
-        wait_until(ready, timeout=30, interval=0.2, what="gunicorn")
+    with running_api(hub_env, log_dir / "api-secrets.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 def _leaks(text_: str, secrets: list[str]) -> list[str]:

@@ -18,8 +18,15 @@ from shared.db import session_scope
 from shared.errors import ConfigError
 from shared.models import Job
 from tests.integration.keys import bearer, create_key_with_cli, use_key
-from tests.integration.services import DIARQ, ROOT, check_spec, wait_until
-from tests.integration.test_commands import free_port
+from tests.integration.services import (
+    DIARQ,
+    ROOT,
+    check_spec,
+    embedded_env,
+    free_port,
+    running_api,
+    wait_until,
+)
 from tests.integration.test_jobs import submit, wait_done
 
 pytestmark = pytest.mark.integration
@@ -286,25 +293,8 @@ def app_for_idle(settings, service_env):  # noqa: ANN001, ANN201
 
 @pytest.fixture(scope="module")
 def gunicorn(service_env, workers, log_dir) -> Iterator[str]:  # noqa: ANN001
-    port = free_port()
-    log = open(log_dir / "api-security.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(DIARQ + ["api", "--port", str(port), "--workers", "1"],
-                            env=service_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/readyz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-    try:
-        wait_until(ready, timeout=30, interval=0.2, what="gunicorn")
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+    with running_api(service_env, log_dir / "api-security.log") as url:
+        yield url.removeprefix("http://")
 
 
 def _raw(hostport: str, head: bytes, body_chunks: list[bytes] = (), timeout: float = 20) -> bytes:  # noqa: B006
@@ -423,14 +413,7 @@ def test_cli_client_sends_diarq_api_key(gunicorn, service_env, api_key, speech_w
 def test_up_demo_runs_without_a_key_by_default(tmp_path, speech_wav):  # noqa: ANN001
     """`diarq up --demo` (what `make demo` runs) with DIARQ_AUTH unset: auth is off for
     the embedded mode on 127.0.0.1, and no key is needed."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYANNOTE_METRICS_ENABLED": "0",
-        "DIARQ_DATABASE_URL": f"sqlite:///{tmp_path / 'diarq.db'}",
-        "DIARQ_BROKER_URL": f"filesystem://{tmp_path / 'broker'}",
-        "DIARQ_STORAGE_DIR": str(tmp_path / "storage"),
-        "DIARQ_BENCH_TRIVIAL_PIPELINE_S": "0.2",
-    }
+    env = embedded_env(tmp_path, DIARQ_BENCH_TRIVIAL_PIPELINE_S="0.2")
     proc = subprocess.run(DIARQ + ["up", "--port", str(free_port()), "--demo", str(speech_wav),
                                    "--format", "json"],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from pathlib import Path
-
-import pytest
 
 from shared import jobs
-from shared.db import session_scope, upgrade
+from shared.db import session_scope
 from shared.models import Job, JobResult, utcnow
-from shared.settings import load_settings
-
-
-@pytest.fixture
-def settings(tmp_path: Path):  # noqa: ANN201
-    s = load_settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
-                      broker_url=f"filesystem://{tmp_path / 'broker'}")
-    upgrade(s)
-    return s
 
 
 def _job(settings, **values) -> str:  # noqa: ANN001

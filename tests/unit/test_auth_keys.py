@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from shared.errors import ConfigError, DiarqError
 from shared.settings import load_settings
-
-
-@pytest.fixture
-def settings(tmp_path: Path):  # noqa: ANN201
-    from shared.db import upgrade
-
-    s = load_settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
-                      broker_url=f"filesystem://{tmp_path / 'broker'}")
-    upgrade(s)
-    return s
 
 
 def test_key_life_cycle(settings) -> None:  # noqa: ANN001
