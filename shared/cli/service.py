@@ -105,11 +105,18 @@ def _check_db(settings: Settings) -> None:
         ) from None
 
 
-def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    # own process group, so stopping it also stops its children (gunicorn/celery pools)
-    # their output goes to stderr: stdout carries only what `up --demo` prints
+def _spawn(args: list[str], env: dict[str, str], log: int) -> subprocess.Popen:
+    # own process group, so stopping it also stops its children (gunicorn/celery pools);
+    # output goes to ``log`` (stderr or a file): stdout carries only what `up --demo` prints
     return subprocess.Popen(DIARQ + args, env=env, cwd=PROJECT_ROOT, start_new_session=True,
-                            stdout=sys.stderr.fileno())
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -170,9 +177,16 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
     # the embedded single-user mode needs no key unless DIARQ_AUTH is set explicitly;
     # the API still refuses auth off on a non-loopback DIARQ_HOST (api/auth.py)
     env.setdefault("DIARQ_AUTH", "off")
+    # a demo shows the progress bar and the transcript; the services' own log lines go
+    # to a file (shown if something fails). A long-running `up` logs to stderr.
+    log_path = PROJECT_ROOT / "var" / "logs" / "up-demo.log" if demo else None
+    if log_path:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(log_path, "w") if log_path else None  # noqa: SIM115 - closed below
+    log_fd = log_file.fileno() if log_file else sys.stderr.fileno()
     procs = [
-        _spawn(["api", "--port", str(port), "--workers", "1"], env),
-        _spawn(["worker", "--concurrency", "1"], env),
+        _spawn(["api", "--port", str(port), "--workers", "1"], env, log_fd),
+        _spawn(["worker", "--concurrency", "1"], env, log_fd),
     ]
     try:
         _wait_ready(url, procs)
@@ -181,11 +195,18 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
             while all(p.poll() is None for p in procs):
                 time.sleep(1)
             raise ConfigError("a service process stopped; see the messages above")
+        click.echo(f"service logs: {log_path.relative_to(PROJECT_ROOT)}", err=True)
         _run_demo(url, demo, fmt)
     except KeyboardInterrupt:
         click.echo("stopping", err=True)
+    except Exception:
+        if log_path:
+            click.echo(f"--- last lines of {log_path} ---\n{_log_tail(log_path)}", err=True)
+        raise
     finally:
         _stop(procs)
+        if log_file:
+            log_file.close()
 
 
 def _run_demo(url: str, path: Path, fmt: str) -> None:
