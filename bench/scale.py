@@ -1,0 +1,185 @@
+"""Horizontal scaling of workers on real Redis + PostgreSQL (127.0.0.1 only).
+
+    .venv/bin/python bench/scale.py [--sleep 0.5] [--jobs-per-worker 8] [--real-jobs 4]
+
+1. bench-trivial pipeline (each job sleeps --sleep seconds, no models): 1, 2, 4 and 8
+   worker processes (one `diarq worker -c N`, prefork); jobs/s and efficiency against
+   perfect scaling (N / sleep jobs/s). Measures the queue + database path, not compute.
+2. real offline pipeline (needs `diarq models prepare`): 1 vs 2 worker processes on this
+   machine, a few short recordings from tests/data; DIARQ_THREADS = cores / processes.
+
+Throughput = jobs / (last finished_at - first started_at) of the batch, so the time
+to submit is not counted. Creates a scratch database and Redis key prefix, drops both
+at the end. Every loop is bounded.
+"""
+
+# ruff: noqa: E402  (imports follow the sys.path fix below)
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/ holds queue.py: keep this folder off sys.path so `import queue` (stdlib) is not
+# shadowed; the repository root goes on it so bench.queue's helpers can be reused
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+import argparse
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import psycopg
+import redis
+import requests
+
+from bench.queue import DIARQ, PG_ADMIN, REDIS_URL, ROOT, Proc, free_port, make_wav, submit, ts
+from bench.queue import wait_status as _wait_status
+
+
+def run_batch(url: str, audio: list[Path], n: int, timeout: float) -> tuple[float, list[dict]]:
+    """Submit n jobs (8 client threads, recordings in turn), wait for all; jobs/s."""
+    ids: list[str] = []
+    lock = threading.Lock()
+    todo = iter(range(n))
+
+    def client() -> None:
+        s = requests.Session()
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            job = submit(s, url, audio[i % len(audio)])
+            with lock:
+                ids.append(job["id"])
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = [_wait_status(url, job_id, timeout=timeout) for job_id in ids]
+    bad = [j for j in done if j["status"] != "succeeded"]
+    if bad:
+        raise SystemExit(f"{len(bad)} jobs did not succeed: {bad[0]['error']}")
+    first = min(ts(j["started_at"]) for j in done)
+    last = max(ts(j["finished_at"]) for j in done)
+    return n / (last - first).total_seconds(), done
+
+
+def level(env: dict[str, str], tmp: Path, procs: int, name: str, marker: str) -> Proc:
+    worker = Proc(["worker", "-c", str(procs), "-n", f"{name}{procs}@local", "-l", "INFO"],
+                  env, tmp / f"{name}{procs}.log")
+    # prefork children log their start after "ready." (models load after fork)
+    worker.wait_log(marker, timeout=600)
+    return worker
+
+
+def phase_trivial(url: str, env: dict[str, str], tmp: Path, sleep_s: float,
+                  per_worker: int) -> None:
+    print(f"\n[1] bench-trivial pipeline (sleep {sleep_s} s per job), {per_worker} jobs per "
+          "worker process")
+    wav = make_wav(tmp / "one.wav", 1.0)
+    env = {**env, "DIARQ_BENCH_TRIVIAL_PIPELINE_S": str(sleep_s)}
+    for procs in (1, 2, 4, 8):
+        worker = level(env, tmp, procs, "trivial", " ready.")
+        try:
+            time.sleep(1.0)  # let every pool process start consuming
+            rate, _ = run_batch(url, [wav], procs * per_worker, timeout=120)
+        finally:
+            worker.stop()
+        ideal = procs / sleep_s
+        print(f"    {procs} workers: {rate:6.2f} jobs/s   perfect {ideal:6.2f}   "
+              f"efficiency {100 * rate / ideal:5.1f} %")
+
+
+def phase_real(url: str, env: dict[str, str], tmp: Path, n: int) -> None:
+    data = ROOT / "tests" / "data"
+    audio = [data / "jfk.wav", data / "sample.wav"]
+    cores = os.cpu_count() or 1
+    print(f"\n[2] real offline pipeline, {n} jobs ({', '.join(a.name for a in audio)} in "
+          f"turn), {cores} cores")
+    base = None
+    for procs in (1, 2):
+        threads = max(1, cores // procs)
+        worker = level({**env, "DIARQ_THREADS": str(threads)}, tmp, procs, "real",
+                       " ready.")
+        try:
+            _wait_models(worker, procs)
+            rate, done = run_batch(url, audio, n, timeout=900)
+        finally:
+            worker.stop()
+        audio_s = sum(j["audio"]["duration"] for j in done)
+        base = base or rate
+        print(f"    {procs} worker(s) x {threads} threads: {rate * 60:6.2f} jobs/min   "
+              f"{audio_s / (n / rate):5.1f} s of audio per s   speed-up x{rate / base:.2f}")
+
+
+def _wait_models(worker: Proc, procs: int, timeout: float = 600) -> None:
+    """Every pool process logs "models loaded" (worker/registry.py) once warm."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.log.read_text(errors="replace").count("models loaded") >= procs:
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"models not loaded in {timeout} s; see {worker.log}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sleep", type=float, default=0.5)
+    ap.add_argument("--jobs-per-worker", type=int, default=8)
+    ap.add_argument("--real-jobs", type=int, default=4, help="0 skips the real pipeline")
+    args = ap.parse_args()
+
+    name = f"diarq_bench_{uuid.uuid4().hex[:10]}"
+    prefix = f"{name}:"
+    admin = psycopg.connect(PG_ADMIN, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    tmp = Path(tempfile.mkdtemp(prefix="diarq-scale-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0",
+           "DIARQ_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+           "DIARQ_BROKER_URL": REDIS_URL, "DIARQ_BROKER_KEY_PREFIX": prefix,
+           "DIARQ_STORAGE_DIR": str(tmp / "storage"), "DIARQ_LOG_LEVEL": "INFO",
+           "DIARQ_AUTH": "off", "DIARQ_RATE_LIMIT_PER_MINUTE": "0",
+           "DIARQ_MAX_QUEUED_PER_KEY": "0", "DIARQ_DEDUPE": "false",
+           "DIARQ_API_WORKERS": "2"}
+    api = None
+    try:
+        subprocess.run(DIARQ + ["db", "upgrade"], env=env, cwd=ROOT, check=True,
+                       capture_output=True)
+        api = Proc(["api", "--port", str(port)], env, tmp / "api.log")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        print(f"diarq scale bench: {os.cpu_count()} cores, PostgreSQL + Redis on 127.0.0.1")
+        phase_trivial(url, env, tmp, args.sleep, args.jobs_per_worker)
+        if args.real_jobs:
+            if not (ROOT / "models" / "diarization").is_dir():
+                print("\n[2] skipped: offline models missing (run `diarq models prepare`)")
+            else:
+                phase_real(url, env, tmp, args.real_jobs)
+    finally:
+        if api is not None:
+            api.stop()
+        r = redis.Redis.from_url(REDIS_URL)
+        keys = list(r.scan_iter(f"{prefix}*"))
+        if keys:
+            r.delete(*keys)
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
