@@ -34,6 +34,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import psycopg
@@ -219,21 +221,16 @@ def phase_rss(url: str, audio: Path, n: int) -> None:
           f" max drift after job 5 {drift:+.1f} %")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--jobs", type=int, default=200)
-    ap.add_argument("--submits", type=int, default=200, help="per concurrency level")
-    ap.add_argument("--real-jobs", type=int, default=50, help="0 skips the RSS phase")
-    ap.add_argument("--real-audio", type=Path, default=ROOT / "tests" / "data" / "jfk.wav")
-    args = ap.parse_args()
-
+@contextmanager
+def scratch_stack() -> Iterator[tuple[dict[str, str], Path, str]]:
+    """A scratch database (migrated) + Redis key prefix + storage folder on 127.0.0.1:
+    yields (environment for diarq processes, temp folder, key prefix); drops all after.
+    Shared by the bench scripts (bench/scale.py too)."""
     name = f"diarq_bench_{uuid.uuid4().hex[:10]}"
     prefix = f"{name}:"
     admin = psycopg.connect(PG_ADMIN, autocommit=True)
     admin.execute(f'CREATE DATABASE "{name}"')
     tmp = Path(tempfile.mkdtemp(prefix="diarq-bench-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0",
            "DIARQ_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
            "DIARQ_BROKER_URL": REDIS_URL, "DIARQ_BROKER_KEY_PREFIX": prefix,
@@ -243,23 +240,55 @@ def main() -> None:
            "DIARQ_MAX_QUEUED_PER_KEY": "0",
            # one recording is submitted many times: each must run, not reuse a result
            "DIARQ_DEDUPE": "false"}
-    procs: list[Proc] = []
     try:
         subprocess.run(DIARQ + ["db", "upgrade"], env=env, cwd=ROOT, check=True,
                        capture_output=True)
+        yield env, tmp, prefix
+    finally:
+        r = redis.Redis.from_url(REDIS_URL)
+        keys = list(r.scan_iter(f"{prefix}*"))
+        if keys:
+            r.delete(*keys)
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def wait_healthy(url: str, path: str = "/readyz", timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}{path}", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--jobs", type=int, default=200)
+    ap.add_argument("--submits", type=int, default=200, help="per concurrency level")
+    ap.add_argument("--real-jobs", type=int, default=50, help="0 skips the RSS phase")
+    ap.add_argument("--real-audio", type=Path, default=ROOT / "tests" / "data" / "jfk.wav")
+    args = ap.parse_args()
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with scratch_stack() as (env, tmp, prefix):
+        run(args, env, tmp, prefix, url, port)
+
+
+def run(args: argparse.Namespace, env: dict[str, str], tmp: Path, prefix: str, url: str,
+        port: int) -> None:
+    procs: list[Proc] = []
+    try:
         api = Proc(["api", "--port", str(port)], env, tmp / "api.log")
         procs.append(api)
         trivial = Proc(["worker", "-c", "1", "-n", "bench-trivial@local", "-l", "INFO"],
                        {**env, "DIARQ_BENCH_TRIVIAL_PIPELINE_S": "0"}, tmp / "w1.log")
         procs.append(trivial)
         trivial.wait_log(" ready.")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
+        wait_healthy(url)
         print(f"diarq queue bench: {os.cpu_count()} cores, gunicorn "
               f"{os.environ.get('DIARQ_API_WORKERS', '2')} x gthread(4), PostgreSQL + Redis "
               "on 127.0.0.1")
@@ -289,12 +318,6 @@ def main() -> None:
     finally:
         for p in procs:
             p.stop()
-        r = redis.Redis.from_url(REDIS_URL)
-        keys = list(r.scan_iter(f"{prefix}*"))
-        if keys:
-            r.delete(*keys)
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Horizontal scaling of workers on real Redis + PostgreSQL (127.0.0.1 only).
 
-    .venv/bin/python bench/scale.py [--sleep 0.5] [--jobs-per-worker 8] [--real-jobs 4]
+    .venv/bin/python bench/scale.py [--sleep 0.5] [--jobs-per-worker 10] [--real-jobs 4]
 
 1. bench-trivial pipeline (each job sleeps --sleep seconds, no models): 1, 2, 4 and 8
    worker processes (one `diarq worker -c N`, prefork); jobs/s and efficiency against
@@ -9,8 +9,8 @@
    machine, a few short recordings from tests/data; DIARQ_THREADS = cores / processes.
 
 Throughput = jobs / (last finished_at - first started_at) of the batch, so the time
-to submit is not counted. Creates a scratch database and Redis key prefix, drops both
-at the end. Every loop is bounded.
+to submit is not counted (phase 1 queues every job before its workers start).
+Creates a scratch database and Redis key prefix, drops both at the end. Every loop is bounded.
 """
 
 # ruff: noqa: E402  (imports follow the sys.path fix below)
@@ -27,22 +27,26 @@ sys.path.insert(0, str(_HERE.parent))
 
 import argparse
 import os
-import subprocess
-import tempfile
 import threading
 import time
-import uuid
 
-import psycopg
-import redis
 import requests
 
-from bench.queue import DIARQ, PG_ADMIN, REDIS_URL, ROOT, Proc, free_port, make_wav, submit, ts
-from bench.queue import wait_status as _wait_status
+from bench.queue import (
+    ROOT,
+    Proc,
+    free_port,
+    make_wav,
+    scratch_stack,
+    submit,
+    ts,
+    wait_healthy,
+    wait_status,
+)
 
 
-def run_batch(url: str, audio: list[Path], n: int, timeout: float) -> tuple[float, list[dict]]:
-    """Submit n jobs (8 client threads, recordings in turn), wait for all; jobs/s."""
+def submit_all(url: str, audio: list[Path], n: int) -> list[str]:
+    """Submit n jobs (8 client threads, the recordings in turn); their ids."""
     ids: list[str] = []
     lock = threading.Lock()
     todo = iter(range(n))
@@ -63,13 +67,18 @@ def run_batch(url: str, audio: list[Path], n: int, timeout: float) -> tuple[floa
         t.start()
     for t in threads:
         t.join()
-    done = [_wait_status(url, job_id, timeout=timeout) for job_id in ids]
+    return ids
+
+
+def jobs_per_second(url: str, ids: list[str], timeout: float) -> tuple[float, list[dict]]:
+    """Wait for every job; n / (last finished_at - first started_at)."""
+    done = [wait_status(url, job_id, timeout=timeout) for job_id in ids]
     bad = [j for j in done if j["status"] != "succeeded"]
     if bad:
         raise SystemExit(f"{len(bad)} jobs did not succeed: {bad[0]['error']}")
     first = min(ts(j["started_at"]) for j in done)
     last = max(ts(j["finished_at"]) for j in done)
-    return n / (last - first).total_seconds(), done
+    return len(done) / (last - first).total_seconds(), done
 
 
 def level(env: dict[str, str], tmp: Path, procs: int, name: str, marker: str) -> Proc:
@@ -87,10 +96,12 @@ def phase_trivial(url: str, env: dict[str, str], tmp: Path, sleep_s: float,
     wav = make_wav(tmp / "one.wav", 1.0)
     env = {**env, "DIARQ_BENCH_TRIVIAL_PIPELINE_S": str(sleep_s)}
     for procs in (1, 2, 4, 8):
+        # queued first, then the workers start: the API's uploads (ffprobe, hashing) do
+        # not compete with the workers for the CPU, so this measures the worker path
+        ids = submit_all(url, [wav], procs * per_worker)
         worker = level(env, tmp, procs, "trivial", " ready.")
         try:
-            time.sleep(1.0)  # let every pool process start consuming
-            rate, _ = run_batch(url, [wav], procs * per_worker, timeout=120)
+            rate, _ = jobs_per_second(url, ids, timeout=120)
         finally:
             worker.stop()
         ideal = procs / sleep_s
@@ -111,7 +122,7 @@ def phase_real(url: str, env: dict[str, str], tmp: Path, n: int) -> None:
                        " ready.")
         try:
             _wait_models(worker, procs)
-            rate, done = run_batch(url, audio, n, timeout=900)
+            rate, done = jobs_per_second(url, submit_all(url, audio, n), timeout=900)
         finally:
             worker.stop()
         audio_s = sum(j["audio"]["duration"] for j in done)
@@ -133,52 +144,29 @@ def _wait_models(worker: Proc, procs: int, timeout: float = 600) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sleep", type=float, default=0.5)
-    ap.add_argument("--jobs-per-worker", type=int, default=8)
+    ap.add_argument("--jobs-per-worker", type=int, default=10)
     ap.add_argument("--real-jobs", type=int, default=4, help="0 skips the real pipeline")
     args = ap.parse_args()
 
-    name = f"diarq_bench_{uuid.uuid4().hex[:10]}"
-    prefix = f"{name}:"
-    admin = psycopg.connect(PG_ADMIN, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    tmp = Path(tempfile.mkdtemp(prefix="diarq-scale-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0",
-           "DIARQ_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-           "DIARQ_BROKER_URL": REDIS_URL, "DIARQ_BROKER_KEY_PREFIX": prefix,
-           "DIARQ_STORAGE_DIR": str(tmp / "storage"), "DIARQ_LOG_LEVEL": "INFO",
-           "DIARQ_AUTH": "off", "DIARQ_RATE_LIMIT_PER_MINUTE": "0",
-           "DIARQ_MAX_QUEUED_PER_KEY": "0", "DIARQ_DEDUPE": "false",
-           "DIARQ_API_WORKERS": "2"}
-    api = None
-    try:
-        subprocess.run(DIARQ + ["db", "upgrade"], env=env, cwd=ROOT, check=True,
-                       capture_output=True)
+    with scratch_stack() as (env, tmp, _):
+        # INFO: the real phase waits for each pool process's "models loaded" line
+        env = {**env, "DIARQ_LOG_LEVEL": "INFO", "DIARQ_API_WORKERS": "2"}
         api = Proc(["api", "--port", str(port)], env, tmp / "api.log")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        print(f"diarq scale bench: {os.cpu_count()} cores, PostgreSQL + Redis on 127.0.0.1")
-        phase_trivial(url, env, tmp, args.sleep, args.jobs_per_worker)
-        if args.real_jobs:
+        try:
+            wait_healthy(url, "/healthz")
+            print(f"diarq scale bench: {os.cpu_count()} cores, PostgreSQL + Redis on "
+                  "127.0.0.1")
+            phase_trivial(url, env, tmp, args.sleep, args.jobs_per_worker)
+            if not args.real_jobs:
+                return
             if not (ROOT / "models" / "diarization").is_dir():
                 print("\n[2] skipped: offline models missing (run `diarq models prepare`)")
-            else:
-                phase_real(url, env, tmp, args.real_jobs)
-    finally:
-        if api is not None:
+                return
+            phase_real(url, env, tmp, args.real_jobs)
+        finally:
             api.stop()
-        r = redis.Redis.from_url(REDIS_URL)
-        keys = list(r.scan_iter(f"{prefix}*"))
-        if keys:
-            r.delete(*keys)
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 if __name__ == "__main__":
