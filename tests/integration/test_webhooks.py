@@ -115,3 +115,22 @@ def test_bad_priority_refused(client, speech_wav):  # noqa: ANN001
     resp = submit(client, speech_wav, priority="urgent")
     assert resp.status_code == 422
     assert check_spec(resp, "/v1/jobs", "POST")["error"]["code"] == "invalid_options"
+
+
+def test_target_checked_again_before_each_attempt(app, client, settings, speech_wav):  # noqa: ANN001
+    """A target allowed at submit but private at delivery time (DNS changed, or the
+    operator turned the allowance off) is refused without a request and logged."""
+    from worker.webhook_delivery import deliver
+
+    with Receiver() as hook:
+        job = submit(client, speech_wav, webhook_url=hook.url).get_json()
+        wait_done(client, job["id"])
+        _deliveries(client, job["id"], 1)
+        strict = settings.model_copy(update={"webhook_allow_private": False})
+        celery = app.extensions["diarq"].celery
+        # the last attempt of the schedule: refused, and no retry is scheduled
+        outcome = deliver(celery, strict, "job", job["id"], "job.succeeded", attempt=3)
+        log = _deliveries(client, job["id"], 2)
+    assert outcome == "gave_up" and len(hook.requests) == 1
+    assert log[1]["attempt"] == 3 and log[1]["status_code"] is None
+    assert "private" in log[1]["error"] and log[1]["next_attempt_at"] is None
