@@ -121,6 +121,16 @@ class Settings(BaseSettings):
         """Soft time limit of one job, derived from its audio duration."""
         return self.job_time_limit_base_s + self.job_time_limit_factor * (audio_seconds or 0.0)
 
+    @field_validator("webhook_retry_delays_s")
+    @classmethod
+    def _webhook_delays(cls, v: str) -> str:
+        try:
+            if any(float(p) < 0 for p in v.split(",") if p.strip()):
+                raise ValueError
+        except ValueError:
+            raise ValueError("use seconds separated by commas, e.g. 10,30,60") from None
+        return v
+
     @property
     def webhook_delays(self) -> tuple[float, ...]:
         """Seconds to wait before each retry of a webhook delivery."""
@@ -129,11 +139,7 @@ class Settings(BaseSettings):
         text = self.webhook_retry_delays_s.strip()
         if not text:
             return tuple(float(d) for d in RETRY_DELAYS_S)
-        try:
-            return tuple(float(p) for p in text.split(",") if p.strip())
-        except ValueError:
-            raise ConfigError("DIARQ_WEBHOOK_RETRY_DELAYS_S: use seconds separated by "
-                              "commas, e.g. 10,30,60") from None
+        return tuple(float(p) for p in text.split(",") if p.strip())
 
     @property
     def max_upload_bytes(self) -> int:
