@@ -69,7 +69,8 @@ def create_batch():  # noqa: ANN201
     check_job_model(options.asr_model, settings.profile)  # 422 asr_model_not_allowed
 
     key = scoped_idempotency_key(request.headers.get("Idempotency-Key", ""))
-    request_hash = request_sha256([f"{name}:{w.sha256}" for name, w in parts], options, dedupe)
+    request_hash = request_sha256([f"{name}:{w.sha256}" for name, w in parts], options, dedupe,
+                                  webhook_url=webhook_url, priority=priority)
     if key:
         existing = _batch_by_key(key)
         if existing is not None:

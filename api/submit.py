@@ -50,7 +50,8 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
                        code="audio_empty", http_status=400)
 
     key = scoped_idempotency_key(request.headers.get("Idempotency-Key", ""))
-    request_hash = request_sha256([writer.sha256], options, dedupe)
+    request_hash = request_sha256([writer.sha256], options, dedupe,
+                                  webhook_url=webhook_url, priority=priority)
     if key:
         existing = _by_key(key)
         if existing is not None:
@@ -121,11 +122,12 @@ def pop_delivery_fields(raw_options: dict[str, Any]) -> tuple[str | None, int]:
     return url, PRIORITIES[name]
 
 
-def request_sha256(audio_hashes: list[str], options: JobOptions, dedupe: bool) -> str:
-    """Fingerprint of a submit request (audio contents, options, dedupe flag): a retry
+def request_sha256(audio_hashes: list[str], options: JobOptions, dedupe: bool, *,
+                   webhook_url: str | None = None, priority: int | None = None) -> str:
+    """Fingerprint of a submit request (audio contents, options, request fields): a retry
     with the same Idempotency-Key must carry the same one."""
     body = {"audio": audio_hashes, "options": options.model_dump(mode="json"),
-            "dedupe": dedupe}
+            "dedupe": dedupe, "webhook_url": webhook_url, "priority": priority}
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 

@@ -310,6 +310,11 @@ def test_idempotency_keys(client, settings, unique_wav):  # noqa: ANN001
                             headers=headers)
     assert other.status_code == 409
     assert check_spec(other, "/v1/jobs", "POST")["error"]["code"] == "idempotency_conflict"
+    # request fields count too: another priority is another request
+    with open(wav, "rb") as fh:
+        other = client.post("/v1/jobs", data={"file": (fh, "a.wav"), "priority": "high"},
+                            headers=headers)
+    assert other.status_code == 409
 
 
 def test_another_key_gets_404(client, other_key, unique_wav):  # noqa: ANN001
