@@ -161,7 +161,7 @@ def main() -> None:
     minutes = 120.0 if args.long else args.minutes
     with tempfile.TemporaryDirectory(prefix="diarq-bench-") as tmp:
         rec = Path(tmp) / "recording.wav"
-        duration = build_recording(Path(args.corpus), minutes * 60, rec)
+        duration = build_recording(Path(args.corpus).resolve(), minutes * 60, rec)
         print(f"recording: {duration / 60:.1f} min from {args.corpus}; cores: "
               f"{len(os.sched_getaffinity(0))}")
         d = run_child("diarq", rec, 1 if args.long else args.jobs)
