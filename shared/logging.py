@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from shared.redact import install_redaction
+from shared.redact import install_redaction, redact
 
 _job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s job_id=%(job_id)s %(message)s"
@@ -36,8 +36,12 @@ class JsonFormatter(logging.Formatter):
             "job_id": None if job_id == "-" else job_id,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
+        # the redacting filter has already put a scrubbed traceback in exc_text; never
+        # format exc_info again (that would bring secrets in exception text back)
+        if record.exc_info or record.exc_text:
+            entry["exc_info"] = redact(record.exc_text or self.formatException(record.exc_info))
+        if record.stack_info:
+            entry["stack_info"] = redact(self.formatStack(record.stack_info))
         return json.dumps(entry, ensure_ascii=False)
 
 

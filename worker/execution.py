@@ -75,9 +75,12 @@ class JobMonitor:
         if now - self._last_check < 0.5:
             return False
         self._last_check = now
-        with session_scope(self.settings) as s:
-            if jobs.is_cancelled(s, self.job_id, self.token):
-                self._lost.set()
+        try:
+            with session_scope(self.settings) as s:
+                if jobs.is_cancelled(s, self.job_id, self.token):
+                    self._lost.set()
+        except Exception as exc:  # a database blip must not fail the job; ask again later
+            log.warning("cancel check failed, will retry error=%s", type(exc).__name__)
         return self._lost.is_set()
 
     def _run(self) -> None:

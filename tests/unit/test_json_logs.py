@@ -33,3 +33,23 @@ def test_job_id_on_every_line_of_a_job() -> None:
 def test_exception_stays_inside_the_json_line() -> None:
     line = _line("failed", exc=True)
     assert "ValueError: boom" in line["exc_info"]
+
+
+def test_json_log_tracebacks_are_redacted(monkeypatch) -> None:  # noqa: ANN001
+    """The JSON formatter must use the redacted traceback, not format the exception anew."""
+    import sys
+
+    from shared.redact import RedactingFilter
+
+    token = "hf_jsonLeakCanary0123456789abcdefghij"
+    monkeypatch.setenv("HF_TOKEN", token)
+    record = logging.LogRecord("diarq.test", logging.ERROR, __file__, 1, "boom %s", (token,),
+                               None)
+    try:
+        raise RuntimeError(f"bad token {token}")
+    except RuntimeError:
+        record.exc_info = sys.exc_info()
+    RedactingFilter().filter(record)
+    line = JsonFormatter().format(record)
+    assert "RuntimeError" in json.loads(line)["exc_info"]
+    assert token not in line
