@@ -32,6 +32,7 @@ from werkzeug.formparser import MultiPartParser as WerkzeugMultiPartParser
 from werkzeug.http import parse_options_header
 
 CHUNK_SIZE = 1 << 20
+_HEADROOM = 64 * 1024
 # a line break followed by a space or tab continues the previous header line
 _CONTINUATION = re.compile(rb"(?:\r\n|\n|\r)[ \t]")
 _SAFE_CHARSETS = frozenset({"ascii", "us-ascii", "utf-8", "iso-8859-1"})
@@ -109,7 +110,8 @@ class _Run:
         self.content_length = content_length
         self.delim = b"--" + boundary
         self.data_delim = b"\r\n" + self.delim
-        self.buf = _thread_buffer(opts.chunk_size)
+        # room for a chunk after a kept tail (a partial delimiter, a short header block)
+        self.buf = _thread_buffer(opts.chunk_size + _HEADROOM)
         self.pos = self.end = 0
         self.eof = False
         self.replay = b""
@@ -127,12 +129,13 @@ class _Run:
             if rest:
                 self.buf[:rest] = self.buf[self.pos:self.end]
             self.pos, self.end = 0, rest
-        need = self.end + self.opts.chunk_size
-        if len(self.buf) < need:
+        chunk = self.opts.chunk_size
+        if len(self.buf) - self.end < chunk // 2:
             # only while a large header block or preamble is pending; not kept afterwards
-            self.buf = self.buf[:self.end] + bytearray(need - self.end)
+            self.buf = self.buf[:self.end] + bytearray(chunk)
+        stop = min(len(self.buf), self.end + chunk)
         with memoryview(self.buf) as view:
-            n = self.stream.readinto(view[self.end:need])  # type: ignore[attr-defined]
+            n = self.stream.readinto(view[self.end:stop])  # type: ignore[attr-defined]
         if not n:
             self.eof = True
         else:
