@@ -13,12 +13,15 @@ from shared.settings import Settings, get_settings
 
 
 class Diarq:
-    """Per-app services (settings, Celery producer), reached via ``current_app``."""
+    """Per-app services (settings, storage, Celery producer), reached via ``current_app``."""
 
     def __init__(self, settings: Settings):
+        from shared.storage import Storage
         from worker.celery_app import make_celery
 
         self.settings = settings
+        # one per app: its root is resolved once, not on every request
+        self.storage = Storage(settings)
         self.celery = make_celery(settings)
 
     def init_app(self, app: Flask) -> None:

@@ -55,7 +55,7 @@ def _owner_filter():  # noqa: ANN202 (SQL expression)
 @bp.post("")
 def create_batch():  # noqa: ANN201
     settings = _settings()
-    storage = Storage(settings)
+    storage: Storage = current_app.extensions["diarq"].storage
     parts = [(f.filename, f.stream) for f in request.files.getlist(FILES_FIELD)
              if isinstance(f.stream, HashingWriter)]
     if not parts:

@@ -17,9 +17,8 @@ from api.serialize import iso, job_to_dict
 from api.submit import form_options, submit
 from shared import jobs
 from shared.db import session_scope
-from shared.dedupe import detach_copies, result_data
+from shared.dedupe import detach_copies, lock_for_delete, result_data
 from shared.models import ACTIVE, CANCELED, FAILED, STATUSES, SUCCEEDED, Job
-from shared.storage import Storage
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -147,14 +146,17 @@ def get_result(job_id: str):  # noqa: ANN201
 def delete_job(job_id: str):  # noqa: ANN201
     settings = _settings()
     with session_scope(settings) as session:
-        was_active = _get_job(session, job_id).status in ACTIVE
+        _get_job(session, job_id)  # 404 unless it exists and is the caller's
+        # locked, so that no dedupe submit adds a copy between detaching and deleting
+        locked = lock_for_delete(session, job_id.lower())
+        was_active = locked is not None and locked.status in ACTIVE
         # jobs reusing this result (dedupe) get their own copy of it first
         detach_copies(session, job_id.lower())
         job = jobs.cancel_and_delete(session, job_id.lower())
         audio = job.audio_path if job else None
         canceled = was_active and job is not None and job.status == CANCELED
     # a running worker sees `canceled` at its next check and stops; its writes are no-ops
-    Storage(settings).delete(audio)
+    current_app.extensions["diarq"].storage.delete(audio)
     if canceled:
         from worker.webhook_delivery import notify_terminal
 

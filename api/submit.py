@@ -35,7 +35,7 @@ _FALSE = {"false", "0", "no", "off"}
 def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask response)
     diarq = current_app.extensions["diarq"]
     settings = diarq.settings
-    storage = Storage(settings)
+    storage: Storage = diarq.storage
 
     writer = uploaded(file_field)
     if writer is None:
@@ -62,7 +62,8 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
     stored = storage.keep_audio(writer, job_id)
     filename = display_filename(request.files[file_field].filename)
     try:
-        probe = probe_file(storage.path(stored.rel_path), settings, filename)
+        # a path generated here (audio/<id[:2]>/<id>): no need to resolve it again
+        probe = probe_file(storage.root / stored.rel_path, settings, filename)
     except AudioError as exc:
         storage.delete(stored.rel_path)
         raise probe_error_response(exc) from None
@@ -192,7 +193,7 @@ def after_commit(settings: Settings, created: list[Job], *, stored: list[StoredF
     from worker.celery_app import enqueue_job
     from worker.webhook_delivery import notify_terminal
 
-    storage = Storage(settings)
+    storage: Storage = current_app.extensions["diarq"].storage
     celery = current_app.extensions["diarq"].celery
     for job, file in zip(created, stored, strict=True):
         if job.result_job_id:

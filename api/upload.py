@@ -63,7 +63,7 @@ class UploadRequest(Request):
         content_length: int | None = None,
     ) -> IO[bytes]:
         diarq = current_app.extensions["diarq"]
-        writer = Storage(diarq.settings).incoming(diarq.settings.max_upload_bytes)
+        writer = diarq.storage.incoming(diarq.settings.max_upload_bytes)
         g.setdefault("diarq_uploads", []).append(writer)
         return writer  # type: ignore[return-value]
 
