@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 from celery import Celery
 from kombu import Queue
+from kombu.transport import redis as kombu_redis
 
 from shared.settings import Settings, get_settings
 
@@ -20,6 +21,29 @@ WEBHOOK_QUEUE = "webhooks"
 QUEUES = ("gpu", "cpu", WEBHOOK_QUEUE)
 # job priority names -> broker priority (Redis transport: lower number runs first)
 PRIORITIES = {"high": 0, "normal": 5, "low": 9}
+
+
+class _RedisChannel(kombu_redis.Channel):
+    """kombu's Redis channel builds a new redis-py client (~75 us: its response-callback
+    table) for every publish, twice per submit with the task-sent event. A client holds
+    no connection of its own (each command takes one from the channel's pool), so one
+    per channel is reused; a new pool (after a reconnect) gets a new client."""
+
+    _sync_client = None
+
+    def _create_client(self, asynchronous: bool = False):  # noqa: ANN202 (redis client)
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        client = self._sync_client
+        if client is None or client.connection_pool is not self.pool:
+            client = self._sync_client = super()._create_client()
+        return client
+
+
+class RedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport with :class:`_RedisChannel` (``redis://`` brokers)."""
+
+    Channel = _RedisChannel
 
 
 def filesystem_broker_dir(broker_url: str) -> Path | None:
@@ -93,6 +117,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
                                    "interval_step": 0.5, "interval_max": 1},
         broker_connection_timeout=3,
     )
+    if settings.broker_url.startswith("redis://"):
+        # (rediss:// keeps kombu's own transport: it derives its TLS defaults from the name)
+        app.conf.broker_transport = f"{__name__}:RedisTransport"
     if filesystem_broker_dir(settings.broker_url) is not None:
         # remote control (pidbox) needs fanout exchanges; not needed for one embedded worker
         app.conf.worker_enable_remote_control = False
