@@ -33,7 +33,12 @@ def options_sha256(options: JobOptions) -> str:
 def find_reusable(session: Session, *, api_key_id: int | None, audio_sha256: str,
                   options_hash: str) -> Job | None:
     """The oldest succeeded, not deleted job of the same owner with the same audio and
-    options that owns its result row (never a copy, which would make chains)."""
+    options that owns its result row (never a copy, which would make chains).
+
+    The row is locked until the caller's transaction ends (PostgreSQL ``FOR UPDATE``;
+    SQLite has one writer at a time anyway): a DELETE of that job, which locks it too
+    (:func:`lock_for_delete`), either runs first (then this finds it deleted) or waits
+    for the copy to be committed and gives the copy its own result row."""
     owner = Job.api_key_id.is_(None) if api_key_id is None else Job.api_key_id == api_key_id
     return session.scalars(
         select(Job)
@@ -42,7 +47,15 @@ def find_reusable(session: Session, *, api_key_id: int | None, audio_sha256: str
                Job.status == SUCCEEDED, Job.deleted_at.is_(None))
         .order_by(Job.finished_at, Job.id)
         .limit(1)
+        .with_for_update(of=Job)
     ).first()
+
+
+def lock_for_delete(session: Session, job_id: str) -> Job | None:
+    """The job row, locked until the caller commits: taken before :func:`detach_copies`
+    so that a dedupe submit reusing this job (:func:`find_reusable`) cannot add a copy
+    between the copying and the delete."""
+    return session.get(Job, job_id, with_for_update=True, populate_existing=True)
 
 
 def result_data(session: Session, job: Job) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import tarfile
+import threading
 import uuid
 import zipfile
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.db import session_scope
+from shared.dedupe import find_reusable
 from shared.models import Job, JobResult
 from tests.integration.keys import bearer, create_key_with_cli
 from tests.integration.services import check_spec, wait_until
@@ -237,6 +239,36 @@ def test_dedupe_reuses_a_finished_result(client, settings, unique_wav):  # noqa:
     # later submits reuse a job that still exists (the oldest one left)
     third = check_spec(submit(client, wav, dedupe="true"), "/v1/jobs", "POST")
     assert third["deduplicated_from"] in {again["id"], fresh["id"]}
+
+
+def test_a_dedupe_submit_racing_a_delete_keeps_its_result(client, settings, unique_wav):  # noqa: ANN001
+    """A submit that reuses a result and a DELETE of the job owning it serialise on that
+    job's row: the DELETE waits for the copy to commit, then gives it its own result."""
+    wav = unique_wav()
+    first = wait_done(client, check_spec(submit(client, wav), "/v1/jobs", "POST")["id"])
+    copy_id = str(uuid.uuid4())
+    answers: list[int] = []
+    delete = threading.Thread(
+        target=lambda: answers.append(client.delete(f"/v1/jobs/{first['id']}").status_code))
+    # a dedupe submit between its lookup and its commit (what api/submit.py does)
+    with session_scope(settings) as s:
+        row = s.get(Job, first["id"])
+        original = find_reusable(s, api_key_id=row.api_key_id, audio_sha256=row.audio_sha256,
+                                 options_hash=row.options_sha256)
+        assert original is not None and original.id == first["id"]
+        columns = {a.key: getattr(row, a.key) for a in Job.__mapper__.column_attrs}
+        s.add(Job(**{**columns, "id": copy_id, "result_job_id": original.id,
+                     "idempotency_key": None, "request_sha256": None, "worker": None,
+                     "attempts": 0}))
+        s.flush()
+        delete.start()
+        delete.join(1.5)
+        assert delete.is_alive(), "the DELETE did not wait for the submit holding the row"
+    delete.join(30)
+    assert answers == [204]
+    assert own_result_rows(settings, copy_id) == 1
+    kept = client.get(f"/v1/jobs/{copy_id}/result")
+    assert kept.status_code == 200 and kept.get_json()["job_id"] == copy_id
 
 
 def test_dedupe_is_on_by_default(app, settings, api_key, unique_wav, workers):  # noqa: ANN001
