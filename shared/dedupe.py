@@ -35,10 +35,11 @@ def find_reusable(session: Session, *, api_key_id: int | None, audio_sha256: str
     """The oldest succeeded, not deleted job of the same owner with the same audio and
     options that owns its result row (never a copy, which would make chains).
 
-    The row is locked until the caller's transaction ends (PostgreSQL ``FOR UPDATE``;
-    SQLite has one writer at a time anyway): a DELETE of that job, which locks it too
-    (:func:`lock_for_delete`), either runs first (then this finds it deleted) or waits
-    for the copy to be committed and gives the copy its own result row."""
+    The row is share-locked until the caller's transaction ends (PostgreSQL ``FOR SHARE``,
+    so concurrent submits reusing it, or batches reusing several, never wait on each
+    other; SQLite has one writer at a time anyway): a DELETE of that job, which locks it
+    exclusively (:func:`lock_for_delete`), either runs first (then this finds it deleted)
+    or waits for the copy to be committed and gives the copy its own result row."""
     owner = Job.api_key_id.is_(None) if api_key_id is None else Job.api_key_id == api_key_id
     return session.scalars(
         select(Job)
@@ -47,7 +48,7 @@ def find_reusable(session: Session, *, api_key_id: int | None, audio_sha256: str
                Job.status == SUCCEEDED, Job.deleted_at.is_(None))
         .order_by(Job.finished_at, Job.id)
         .limit(1)
-        .with_for_update(of=Job)
+        .with_for_update(read=True, of=Job)
     ).first()
 
 
