@@ -10,11 +10,12 @@ or writes a second result.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.models import (
@@ -237,12 +238,32 @@ def reap_stale_running(session: Session, *, stale_after_s: float,
     return requeued, failed
 
 
-def reap_old_queued(session: Session, *, older_than_s: float) -> list[str]:
-    """Queued rows whose message may be gone (broker restarted): mark re-enqueued, return ids."""
+def reap_old_queued(session: Session, *, older_than_s: float,
+                    waiting: Callable[[str], int | None] | None = None) -> list[str]:
+    """Queued rows whose message may be gone (broker restarted): mark re-enqueued, return ids.
+
+    ``waiting(queue)`` is how many messages the broker holds for a queue (None: it cannot
+    say). A broker holding at least one message per queued row of that queue has lost
+    nothing: a long backlog (an archive of meetings) is not re-sent every round. Short
+    of that, the oldest rows are re-sent, as many as messages are missing; repeated
+    rounds reach the lost ones, since the rows whose messages exist get consumed
+    (messages of cancelled jobs count until a worker skips them, so a lost message is
+    found once the backlog has drained below the rows, at the latest)."""
     now = utcnow()
     cond = and_(Job.status == QUEUED, Job.deleted_at.is_(None),
                 Job.enqueued_at < now - timedelta(seconds=older_than_s))
-    ids = [r[0] for r in session.execute(select(Job.id).where(cond)).all()]
+    by_queue: dict[str, list[str]] = {}
+    for job_id, queue in session.execute(
+            select(Job.id, Job.queue).where(cond).order_by(Job.enqueued_at, Job.id)).all():
+        by_queue.setdefault(queue, []).append(job_id)
+    ids: list[str] = []
+    for queue, old in by_queue.items():
+        held = waiting(queue) if waiting is not None else None
+        if held is not None:
+            queued = session.scalar(select(func.count()).select_from(Job).where(
+                Job.status == QUEUED, Job.deleted_at.is_(None), Job.queue == queue)) or 0
+            old = old[:max(0, queued - held)]
+        ids.extend(old)
     taken = []
     for job_id in ids:
         # CAS on enqueued_at: two reapers never both re-enqueue the same row

@@ -3,7 +3,8 @@
 - ``running`` rows whose heartbeat is older than ``stale_after_s`` (worker killed,
   machine lost) go back to ``queued`` and are enqueued again, or fail with
   ``worker_lost`` once they used ``max_attempts``;
-- ``queued`` rows older than ``requeue_queued_after_s`` are enqueued again, because
+- ``queued`` rows older than ``requeue_queued_after_s`` are enqueued again when the
+  broker holds fewer messages for their queue than there are queued rows, because
   their message may be gone (broker restarted without persistence).
 
 Several workers may run reapers at once: every change is a compare-and-set, and a
@@ -27,13 +28,27 @@ from worker.webhook_delivery import notify_terminal
 log = logging.getLogger(__name__)
 
 
+def broker_waiting(app: Celery, queue: str) -> int | None:
+    """Messages the broker holds for ``queue`` (every priority level), None when it
+    cannot say (then old queued rows are re-sent, as a duplicate message is harmless)."""
+    try:
+        with app.connection_for_write() as conn:
+            # a plain (not passive) declare: idempotent on these transports, and kombu's
+            # passive check misses Redis lists under a global key prefix
+            return int(conn.default_channel.queue_declare(queue=queue).message_count)
+    except Exception:  # noqa: BLE001 - broker down or a transport that cannot count
+        log.warning("reaper could not count the broker's messages for queue %s", queue)
+        return None
+
+
 def reap_once(app: Celery, settings: Settings) -> dict[str, list[str]]:
     """One pass; returns what it did (ids per action)."""
     with session_scope(settings) as session:
         requeued, failed = jobs.reap_stale_running(
             session, stale_after_s=settings.stale_after_s, max_attempts=settings.max_attempts
         )
-        resent = jobs.reap_old_queued(session, older_than_s=settings.requeue_queued_after_s)
+        resent = jobs.reap_old_queued(session, older_than_s=settings.requeue_queued_after_s,
+                                      waiting=lambda queue: broker_waiting(app, queue))
         todo = {
             row.id: (row.queue, row.audio_duration, row.priority)
             for row in session.query(Job.id, Job.queue, Job.audio_duration,

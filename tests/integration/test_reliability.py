@@ -7,8 +7,10 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from kombu import Queue
 from sqlalchemy import func, select
 
+from shared import jobs
 from shared.db import session_scope
 from shared.models import FAILED, QUEUED, RUNNING, Job, JobResult, utcnow
 from tests.integration.services import WorkerProcess, check_spec, wait_until
@@ -108,3 +110,41 @@ def test_reaper_requeues_stale_running_and_lost_queued(client, settings, workers
                      .where(JobResult.job_id.in_([stale, exhausted, lost])))
     assert n == 2
 
+
+
+def test_reaper_counts_the_brokers_messages_and_leaves_a_backlog_alone(settings) -> None:  # noqa: ANN001
+    """A queue nobody consumes, on the real Redis: the count covers every priority list,
+    and old queued rows whose messages are all still there are not re-sent."""
+    from worker.celery_app import PRIORITIES, enqueue_job, make_celery
+    from worker.reaper import broker_waiting
+
+    app = make_celery(settings)
+    queue = f"backlog-{uuid.uuid4().hex[:8]}"
+    assert broker_waiting(app, queue) == 0
+    with app.connection_for_write() as conn:  # bound, as `diarq worker --queues` does
+        Queue(queue, routing_key=queue)(conn.default_channel).declare()
+    long_ago = utcnow() - timedelta(hours=1)
+    ids = []
+    for priority in PRIORITIES.values():
+        job_id = str(uuid.uuid4())
+        with session_scope(settings) as s:
+            s.add(Job(id=job_id, options={}, queue=queue, status=QUEUED, enqueued_at=long_ago,
+                      created_at=long_ago))
+        enqueue_job(app, settings, job_id, queue=queue, audio_seconds=5.0, priority=priority)
+        ids.append(job_id)
+    try:
+        assert broker_waiting(app, queue) == len(PRIORITIES)
+        with session_scope(settings) as s:
+            assert jobs.reap_old_queued(s, older_than_s=600,
+                                        waiting=lambda q: broker_waiting(app, q)) == []
+        # one message consumed elsewhere and lost: exactly one row (the oldest) is re-sent
+        with app.connection_for_write() as conn:
+            assert conn.default_channel.basic_get(queue, no_ack=True) is not None
+        with session_scope(settings) as s:
+            assert jobs.reap_old_queued(s, older_than_s=600,
+                                        waiting=lambda q: broker_waiting(app, q)) == ids[:1]
+    finally:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(queue)
+        with session_scope(settings) as s:
+            s.query(Job).filter(Job.id.in_(ids)).delete()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import update
+
 from shared import jobs
 from shared.db import session_scope
 from shared.models import Job, JobResult, utcnow
@@ -13,7 +15,7 @@ from shared.models import Job, JobResult, utcnow
 def _job(settings, **values) -> str:  # noqa: ANN001
     job_id = str(uuid.uuid4())
     with session_scope(settings) as s:
-        s.add(Job(id=job_id, options={}, queue="cpu", **{"status": "queued", **values}))
+        s.add(Job(id=job_id, options={}, **{"queue": "cpu", "status": "queued", **values}))
     return job_id
 
 
@@ -80,6 +82,27 @@ def test_reaper_requeues_then_fails_after_max_attempts(settings) -> None:  # noq
     assert _row(settings, retry).status == "queued"
     assert _row(settings, give_up).error_code == jobs.WORKER_LOST
     assert _row(settings, fresh).status == "running"
+
+
+def test_old_queued_rows_are_resent_only_when_the_broker_lacks_messages(settings) -> None:  # noqa: ANN001
+    hour_ago = utcnow() - timedelta(hours=1)
+    oldest = _job(settings, enqueued_at=hour_ago - timedelta(minutes=5))
+    old = _job(settings, enqueued_at=hour_ago)
+    _job(settings, enqueued_at=utcnow())  # recent: never re-sent, but counted
+    other_queue = _job(settings, queue="gpu", enqueued_at=hour_ago)
+
+    def reap(held: dict[str, int | None]) -> list[str]:
+        with session_scope(settings) as s:
+            return jobs.reap_old_queued(s, older_than_s=600, waiting=held.get)
+
+    # a message per queued row: a long backlog, nothing lost, nothing re-sent
+    assert reap({"cpu": 3, "gpu": 1}) == []
+    # one message missing on cpu: the oldest row is re-sent; gpu is whole
+    assert reap({"cpu": 2, "gpu": 5}) == [oldest]
+    # broker emptied (restart): every old row; a queue the broker cannot count: re-sent too
+    with session_scope(settings) as s:
+        s.execute(update(Job).where(Job.id.in_([oldest])).values(enqueued_at=hour_ago))
+    assert sorted(reap({"cpu": 0, "gpu": None})) == sorted([oldest, old, other_queue])
 
 
 def test_old_queued_rows_are_resent_once(settings) -> None:  # noqa: ANN001
