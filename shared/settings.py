@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     # queued rows older than this are enqueued again (their message may be lost)
     requeue_queued_after_s: float = Field(1800.0, gt=0)
     api_workers: int = Field(2, ge=1)  # gunicorn processes of `diarq api`
+    api_threads: int = Field(4, ge=1)  # gunicorn (gthread) threads per API process
     log_level: str = "INFO"
     # "json": one JSON object per log line (job_id on every line of a job)
     log_format: Literal["text", "json"] = "text"
