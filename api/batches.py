@@ -8,12 +8,14 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from api.auth import QUOTA_RETRY_AFTER_S, owner_filter, too_many
 from api.batch_entries import Entries, collect
 from api.errors import ApiError
+from api.jobs import after_delete, delete_job_row
+from api.pagination import decode_cursor, encode_cursor, page_limit
 from api.results_zip import stream_results
 from api.serialize import iso, webhook_to_dict
 from api.submit import (
@@ -234,10 +236,68 @@ def batch_to_dict(session, batch: Batch) -> dict[str, Any]:  # noqa: ANN001
         } for job in rows],
         "created_at": iso(batch.created_at),
         "finished_at": iso(finished_at) if finished else None,
-        "links": {"self": f"/v1/batches/{batch.id}",
-                  "results": f"/v1/batches/{batch.id}/results.zip",
-                  "jobs": f"/v1/jobs?batch_id={batch.id}"},
+        "links": _links(batch.id),
     }
+
+
+@bp.get("")
+def list_batches():  # noqa: ANN201
+    """The caller's batches, newest first: counts per status and whether each finished
+    (progress and the jobs themselves: GET /v1/batches/{id})."""
+    limit = page_limit()
+    query = (select(Batch).where(_owner_filter(), Batch.deleted_at.is_(None))
+             .order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1))
+    cursor = request.args.get("cursor")
+    if cursor:
+        created, last_id = decode_cursor(cursor)
+        query = query.where(or_(Batch.created_at < created,
+                                and_(Batch.created_at == created, Batch.id < last_id)))
+    with session_scope(_settings()) as session:
+        batches = list(session.scalars(query))
+        next_cursor = None
+        if len(batches) > limit:
+            batches = batches[:limit]
+            next_cursor = encode_cursor(batches[-1].created_at, batches[-1].id)
+        counts: dict[str, dict[str, int]] = {b.id: dict.fromkeys(STATUSES, 0) for b in batches}
+        # one grouped count for the whole page (ix_jobs_batch_id), not a query per batch
+        for batch_id, status, n in session.execute(
+                select(Job.batch_id, Job.status, func.count())
+                .where(Job.batch_id.in_(list(counts)))
+                .group_by(Job.batch_id, Job.status)):
+            counts[batch_id][status] = n
+        body = [{
+            "id": b.id,
+            "finished": not any(counts[b.id][status] for status in ACTIVE),
+            "counts": counts[b.id],
+            "created_at": iso(b.created_at),
+            "links": _links(b.id),
+        } for b in batches]
+    return jsonify({"batches": body, "next_cursor": next_cursor})
+
+
+@bp.delete("/<batch_id>")
+def delete_batch(batch_id: str):  # noqa: ANN201
+    """Cancel the batch's queued and running jobs and delete all of them (audio and
+    results, as DELETE /v1/jobs/{id} does for each), then the batch itself."""
+    settings = _settings()
+    with session_scope(settings) as session:
+        batch = _get_batch(session, batch_id)
+        ids = list(session.scalars(select(Job.id).where(Job.batch_id == batch.id,
+                                                        Job.deleted_at.is_(None))))
+        # one transaction per job, as a single DELETE does: a failure part way leaves the
+        # batch in place with the rest of its jobs, and the DELETE can be repeated
+        deleted = [(job_id, *delete_job_row(session, job_id)) for job_id in ids]
+        batch = _get_batch(session, batch_id)
+        batch.deleted_at = utcnow()
+    for job_id, audio, canceled in deleted:
+        after_delete(settings, job_id, audio, canceled)
+    return Response(status=204)
+
+
+def _links(batch_id: str) -> dict[str, str]:
+    return {"self": f"/v1/batches/{batch_id}",
+            "results": f"/v1/batches/{batch_id}/results.zip",
+            "jobs": f"/v1/jobs?batch_id={batch_id}"}
 
 
 @bp.get("/<batch_id>")

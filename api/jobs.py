@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
-from datetime import datetime
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import and_, or_, select
 
 from api.auth import owner_filter
 from api.errors import ApiError
-from api.serialize import iso, job_to_dict
+from api.pagination import decode_cursor, encode_cursor, page_limit
+from api.serialize import job_to_dict
 from api.submit import form_options, submit
 from shared import jobs
 from shared.db import session_scope
@@ -65,13 +62,7 @@ def list_jobs():  # noqa: ANN201
     if status is not None and status not in STATUSES:
         raise ApiError(f"status must be one of {', '.join(STATUSES)}", code="invalid_request",
                        http_status=422)
-    try:
-        limit = int(request.args.get("limit", 20))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 100:
-        raise ApiError("limit must be an integer from 1 to 100", code="invalid_request",
-                       http_status=422)
+    limit = page_limit()
     query = (select(Job).where(owner_filter(g.get("api_key_id")))
              .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
     if status:
@@ -84,7 +75,7 @@ def list_jobs():  # noqa: ANN201
         query = query.where(Job.batch_id == batch_id.lower())
     cursor = request.args.get("cursor")
     if cursor:
-        created, last_id = _decode_cursor(cursor)
+        created, last_id = decode_cursor(cursor)
         query = query.where(or_(Job.created_at < created,
                                 and_(Job.created_at == created, Job.id < last_id)))
     with session_scope(_settings()) as session:
@@ -92,24 +83,8 @@ def list_jobs():  # noqa: ANN201
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1])
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
     return jsonify({"jobs": [job_to_dict(j) for j in rows], "next_cursor": next_cursor})
-
-
-def _encode_cursor(job: Job) -> str:
-    raw = json.dumps([iso(job.created_at), job.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, last_id = json.loads(raw)
-        return (datetime.fromisoformat(created.replace("Z", "+00:00")),
-                str(uuid.UUID(str(last_id))))
-    except (binascii.Error, ValueError, TypeError, AttributeError):  # e.g. [1, "x"]: fuzzing
-        raise ApiError("invalid cursor; pass next_cursor from the previous page",
-                       code="invalid_request", http_status=422) from None
 
 
 @bp.get("/<job_id>/result")
@@ -147,18 +122,29 @@ def delete_job(job_id: str):  # noqa: ANN201
     settings = _settings()
     with session_scope(settings) as session:
         _get_job(session, job_id)  # 404 unless it exists and is the caller's
-        # locked, so that no dedupe submit adds a copy between detaching and deleting
-        locked = lock_for_delete(session, job_id.lower())
-        was_active = locked is not None and locked.status in ACTIVE
-        # jobs reusing this result (dedupe) get their own copy of it first
-        detach_copies(session, job_id.lower())
-        job = jobs.cancel_and_delete(session, job_id.lower())
-        audio = job.audio_path if job else None
-        canceled = was_active and job is not None and job.status == CANCELED
+        audio, canceled = delete_job_row(session, job_id.lower())
+    after_delete(settings, job_id.lower(), audio, canceled)
+    return Response(status=204)
+
+
+def delete_job_row(session, job_id: str) -> tuple[str | None, bool]:  # noqa: ANN001
+    """Cancel (when queued or running) and delete one job in its own transaction; returns
+    its audio path (to delete after the commit) and whether it was cancelled."""
+    # locked, so that no dedupe submit adds a copy between detaching and deleting
+    locked = lock_for_delete(session, job_id)
+    was_active = locked is not None and locked.status in ACTIVE
+    # jobs reusing this result (dedupe) get their own copy of it first
+    detach_copies(session, job_id)
+    job = jobs.cancel_and_delete(session, job_id)
+    audio = job.audio_path if job else None
+    return audio, was_active and job is not None and job.status == CANCELED
+
+
+def after_delete(settings, job_id: str, audio: str | None, canceled: bool) -> None:  # noqa: ANN001
+    """After the commit: the audio goes, and a cancelled job's webhook is told."""
     # a running worker sees `canceled` at its next check and stops; its writes are no-ops
     current_app.extensions["diarq"].storage.delete(audio)
     if canceled:
         from worker.webhook_delivery import notify_terminal
 
-        notify_terminal(current_app.extensions["diarq"].celery, settings, job_id.lower())
-    return Response(status=204)
+        notify_terminal(current_app.extensions["diarq"].celery, settings, job_id)

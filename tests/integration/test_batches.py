@@ -496,3 +496,53 @@ def test_cli_batch_interrupted_with_ctrl_c_resumes(gunicorn, service_env, settin
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json")
                      if p.name != ".diarq-batch.json")
     assert written == ["4.json", "x/1.json", "x/2.json", "y/3.json"]
+
+
+def test_list_and_delete_batches(client, app_for_queue, settings, other_key, unique_wav):  # noqa: ANN001
+    # a queue no worker listens on keeps a batch's jobs queued for as long as we like
+    idle = app_for_queue("idle").test_client()
+    waiting = check_spec(post_batch(idle, [(unique_wav().read_bytes(), "a.wav"),
+                                           (unique_wav().read_bytes(), "b.wav")]),
+                         "/v1/batches", "POST")
+    done = check_spec(post_batch(client, [(unique_wav().read_bytes(), "c.wav")]),
+                      "/v1/batches", "POST")
+    wait_batch(client, done["id"])
+
+    # newest first, one per page, the cursor walks on; counts come from the jobs
+    first = check_spec(client.get("/v1/batches?limit=1"), "/v1/batches", "GET")
+    assert [b["id"] for b in first["batches"]] == [done["id"]]
+    assert first["batches"][0]["finished"] is True
+    assert first["batches"][0]["counts"] == {**ZERO_COUNTS, "succeeded": 1}
+    second = check_spec(client.get(f"/v1/batches?limit=1&cursor={first['next_cursor']}"),
+                        "/v1/batches", "GET")
+    assert [b["id"] for b in second["batches"]] == [waiting["id"]]
+    assert second["batches"][0]["finished"] is False
+    assert second["batches"][0]["counts"] == {**ZERO_COUNTS, "queued": 2}
+    resp = client.get("/v1/batches?cursor=not-a-cursor")
+    assert check_spec(resp, "/v1/batches", "GET")["error"]["code"] == "invalid_request"
+    # another key sees none of them, and cannot delete them
+    theirs = client.get("/v1/batches", headers=bearer(other_key)).get_json()["batches"]
+    assert not {b["id"] for b in theirs} & {waiting["id"], done["id"]}
+    assert client.delete(f"/v1/batches/{waiting['id']}",
+                         headers=bearer(other_key)).status_code == 404
+
+    # DELETE: queued jobs cancelled, every job's audio and result gone, the batch gone
+    audio = [settings.storage_dir / "audio" / j["id"][:2] / j["id"] for j in waiting["jobs"]]
+    assert all(p.exists() for p in audio)
+    resp = client.delete(f"/v1/batches/{waiting['id']}")
+    assert resp.status_code == 204
+    check_spec(resp, "/v1/batches/{id}", "DELETE")
+    assert not any(p.exists() for p in audio)
+    for j in waiting["jobs"]:
+        job = client.get(f"/v1/jobs/{j['id']}").get_json()
+        assert (job["status"], job["deleted"]) == ("canceled", True)
+    assert client.delete(f"/v1/batches/{done['id']}").status_code == 204
+    job_id = done["jobs"][0]["id"]
+    assert own_result_rows(settings, job_id) == 0
+    assert client.get(f"/v1/jobs/{job_id}").get_json()["status"] == "succeeded"
+    for gone in (waiting["id"], done["id"]):
+        resp = client.get(f"/v1/batches/{gone}")
+        assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "batch_not_found"
+        assert client.delete(f"/v1/batches/{gone}").status_code == 404
+    listed = {b["id"] for b in client.get("/v1/batches").get_json()["batches"]}
+    assert not listed & {waiting["id"], done["id"]}
