@@ -29,6 +29,18 @@ TIMEOUT = "timeout"
 # final writes (claim, result, failure) outlive a database restart for this long
 DB_RETRY_FOR_S = 120.0
 
+class WorkerUnusable(Exception):  # noqa: N818 - a condition of the worker, not of the job
+    """This worker process cannot run any job (its models did not load at start).
+
+    Raised before the claim: the row stays ``queued`` with no attempt counted, and the
+    caller hands the message back to the broker for a healthy worker.
+    """
+
+    def __init__(self, error: DiarqError) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+
 INTERNAL_MESSAGE = (
     "an unexpected error stopped this job; submit it again, and if it fails again "
     "report the job id to the operator (details are in the worker log)"
@@ -143,9 +155,17 @@ def with_db_retry(write: Callable[[], T], what: str, *, retry_for_s: float = DB_
 
 def execute_job(job_id: str, *, settings: Settings, worker_name: str,
                 registry: Any = None, startup_error: DiarqError | None = None) -> str:
-    """Run one delivery of ``diarq.process_job``; returns the outcome (for logs/tests)."""
+    """Run one delivery of ``diarq.process_job``; returns the outcome (for logs/tests).
+
+    Raises :class:`WorkerUnusable` (before touching the row) when ``startup_error`` says
+    this process could not load its models: the job is not this worker's to fail.
+    """
     token = str(uuid.uuid4())
     with job_context(job_id):
+        if startup_error is not None:
+            log.warning("not claimed: this worker could not load its models code=%s; "
+                        "the job goes back to the queue", startup_error.code)
+            raise WorkerUnusable(startup_error)
         def _claim() -> jobs.Claim | None:
             with session_scope(settings) as session:
                 return jobs.claim(session, job_id, token=token, worker=worker_name,
@@ -158,9 +178,6 @@ def execute_job(job_id: str, *, settings: Settings, worker_name: str,
             log.info("skipped: job not claimable")
             return "skipped"
         log.info("started attempt=%d worker=%s", claim.attempt, worker_name)
-        if startup_error is not None:
-            return _finish_failed(settings, claim, startup_error.code,
-                                  redact(startup_error.message))
         # the DB session is closed: inference holds no connection or transaction
         monitor = JobMonitor(settings, job_id, token)
         monitor.start()

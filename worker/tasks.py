@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 
-from celery import signals
+from celery import platforms, signals
+from celery.exceptions import Reject
 
 from shared import jobs
 from shared.db import session_scope
 from shared.errors import DiarqError
 from shared.logging import setup_logging
 from shared.models import Job
+from shared.redact import redact
 from worker.celery_app import TASK_NAME, WEBHOOK_TASK, app
-from worker.execution import TIMEOUT, execute_job, timeout_message
+from worker.execution import TIMEOUT, WorkerUnusable, execute_job, timeout_message
 from worker.reaper import Reaper
 from worker.webhook_delivery import deliver, notify_terminal
 
@@ -30,6 +33,12 @@ _startup_error: DiarqError | None = None
 _reaper: Reaper | None = None
 _worker_host: str | None = None  # main process: the Celery node name (rows: "host:pid")
 
+# a pool process whose models did not load sends this to the main process, which then
+# stops consuming (warm shutdown: running jobs of healthy siblings finish, reserved
+# messages go back to the broker) and exits with EXIT_MODELS_FAILED
+STOP_SIGNAL = "SIGUSR2"
+EXIT_MODELS_FAILED = os.EX_CONFIG  # 78: configuration error (sysexits.h)
+
 
 @signals.setup_logging.connect
 def _setup_logging(loglevel: object = None, **_: object) -> None:
@@ -41,9 +50,41 @@ def _setup_logging(loglevel: object = None, **_: object) -> None:
     setup_logging(str(level or settings.log_level), settings.log_format)
 
 
+class _RejectWithoutTraceback(logging.Filter):
+    """Celery logs a handed-back delivery (Reject) with a traceback of our own raise; the
+    worker's one line saying why is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], Reject):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("celery.app.trace").addFilter(_RejectWithoutTraceback())
+
+
+@signals.worker_init.connect
+def _install_stop_handler(**_: object) -> None:
+    """Main process, before the pool forks: STOP_SIGNAL means "a pool process cannot
+    run jobs": stop consuming and exit non-zero (an orchestrator sees a failed worker)."""
+
+    def _stop(*_: object) -> None:
+        from celery.worker import state
+
+        state.should_stop = EXIT_MODELS_FAILED
+
+    platforms.signals[STOP_SIGNAL] = _stop
+
+
 @signals.worker_process_init.connect
 def _load_models(**_: object) -> None:
-    """Each pool process loads its models once, after fork (never in the parent)."""
+    """Each pool process loads its models once, after fork (never in the parent).
+
+    If that fails, the process must not fail the jobs it takes (a healthy worker can run
+    them): it logs one redacted line saying what to fix, asks the main process to stop
+    consuming, and hands every delivery it still gets back to the broker unclaimed.
+    """
     global _registry, _startup_error
     if settings.bench_trivial_pipeline_s is not None:
         log.warning("bench-trivial pipeline: no models loaded, results are empty")
@@ -53,18 +94,22 @@ def _load_models(**_: object) -> None:
     try:
         _registry = get_registry(settings)
         _registry.warm_up()
+        return
     except DiarqError as exc:
-        # keep the process alive (a crash would only make Celery respawn it in a loop);
-        # every job it takes fails fast with this actionable code instead
         _startup_error = exc
-        log.error("models could not be loaded code=%s message=%s", exc.code, exc.message)
     except Exception as exc:  # a broken install: same treatment, generic message
-        log.exception("models could not be loaded code=model_load_failed")
+        log.debug("model load failure", exc_info=True)
         _startup_error = DiarqError(
-            f"the worker could not load its models ({type(exc).__name__}); run `diarq doctor` "
-            "on the worker machine (offline profile: `diarq models prepare`)",
+            f"the worker could not load its models ({type(exc).__name__}; the traceback "
+            "is logged at DEBUG); run `diarq doctor` on the worker machine (offline "
+            "profile: `diarq models prepare`)",
             code="model_load_failed",
         )
+    log.error("worker stopping: models could not be loaded code=%s message=%s; its jobs "
+              "stay queued for a healthy worker; fix the configuration and start it again "
+              "(exit %d)", _startup_error.code, redact(_startup_error.message),
+              EXIT_MODELS_FAILED)
+    os.kill(os.getppid(), getattr(signal, STOP_SIGNAL))
 
 
 @signals.worker_ready.connect
@@ -115,8 +160,12 @@ def _hard_time_limit(sender: object = None, task_id: str | None = None,
 @app.task(name=TASK_NAME, bind=True)
 def process_job(self, job_id: str) -> str:  # noqa: ANN001 (celery task self)
     worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
-    return execute_job(job_id, settings=settings, worker_name=worker, registry=_registry,
-                       startup_error=_startup_error)
+    try:
+        return execute_job(job_id, settings=settings, worker_name=worker, registry=_registry,
+                           startup_error=_startup_error)
+    except WorkerUnusable as exc:
+        # acks_late: the message is put back on the broker (not acknowledged, not failed)
+        raise Reject(exc.error.code, requeue=True) from None
 
 
 @app.task(name=WEBHOOK_TASK)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,12 @@ def overall_progress(job: dict[str, Any]) -> float:
 
 
 def wait_for(server: str, job_id: str, *, show_progress: bool = True,
-             poll_s: float = 0.5, timeout_s: float | None = None) -> dict[str, Any]:
-    """Poll until the job finishes, with a tqdm bar; returns the final job."""
+             poll_s: float = 0.5, timeout_s: float | None = None,
+             alive: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Poll until the job finishes, with a tqdm bar; returns the final job.
+
+    ``alive``: stop waiting (ClientError) once it returns False, e.g. when the worker
+    of ``diarq up`` exited (a worker that cannot load its models leaves jobs queued)."""
     from tqdm import tqdm
 
     deadline = time.monotonic() + timeout_s if timeout_s else None
@@ -105,6 +110,9 @@ def wait_for(server: str, job_id: str, *, show_progress: bool = True,
             bar.refresh()
             if job["status"] in TERMINAL:
                 return job
+            if alive is not None and not alive():
+                raise ClientError(f"job {job_id} is {job['status']} but a service process "
+                                  "stopped; see its messages", code="service_stopped")
             if deadline is not None and time.monotonic() > deadline:
                 raise ClientError(f"job {job_id} did not finish within {timeout_s:.0f} s",
                                   code="wait_timeout")

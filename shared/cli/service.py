@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
@@ -219,7 +219,7 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
                 time.sleep(1)
             raise ConfigError("a service process stopped; see the messages above")
         click.echo(f"service logs: {log_path.relative_to(PROJECT_ROOT)}", err=True)
-        _run_demo(url, demo, fmt)
+        _run_demo(url, demo, fmt, alive=lambda: all(p.poll() is None for p in procs))
     except KeyboardInterrupt:
         click.echo("stopping", err=True)
     except Exception:
@@ -232,12 +232,12 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
             log_file.close()
 
 
-def _run_demo(url: str, path: Path, fmt: str) -> None:
+def _run_demo(url: str, path: Path, fmt: str, alive: Callable[[], bool]) -> None:
     from shared.cli.client import explain_failure, get_result, submit_file, wait_for
 
     job = submit_file(url, path, {})
     click.echo(f"submitted {path.name} as job {job['id']}", err=True)
-    done = wait_for(url, job["id"])
+    done = wait_for(url, job["id"], alive=alive)
     if done["status"] != "succeeded":
         raise explain_failure(done)
     click.echo(get_result(url, job["id"], fmt), nl=False)
