@@ -62,17 +62,22 @@ def api_cmd(host: str | None, port: int | None, workers: int | None) -> None:
     os.execve(sys.executable, argv, api_environ(os.environ))
 
 
-# glibc malloc for the API processes, unless the operator set them: each upload passes
-# through several 1 MiB buffers (gunicorn's body reads, the parser's reads); above
-# glibc's default 128 KiB threshold each one is a fresh mmap, page-faulted, zeroed and
-# unmapped again (about a third of the API's CPU was kernel time). Kept in the heap
-# instead, they are reused: a few MB more resident per process.
-API_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(16 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
+# Environment defaults of the API processes (the operator's values win):
+# - glibc malloc: each upload passes through several 1 MiB buffers (gunicorn's body
+#   reads, the parser's reads); above glibc's default 128 KiB threshold each one is a
+#   fresh mmap, page-faulted, zeroed and unmapped again (about a third of the API's CPU
+#   was kernel time). Kept in the heap instead, they are reused: a few MB more resident
+#   per process.
+# - OpenBLAS (numpy, imported by the probe's fallback module) starts one spinning thread
+#   per core in every API process; the API does no linear algebra.
+API_ENV_DEFAULTS = {"MALLOC_MMAP_THRESHOLD_": str(16 << 20),
+                    "MALLOC_TRIM_THRESHOLD_": str(64 << 20),
+                    "OPENBLAS_NUM_THREADS": "1"}
 
 
 def api_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment `diarq api` runs gunicorn with (the operator's values win)."""
-    return {**API_MALLOC_ENV, **environ}
+    return {**API_ENV_DEFAULTS, **environ}
 
 
 @click.command("worker")
