@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -68,7 +68,12 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        # a failed rollback must not replace the error that got us here: a soft time
+        # limit (or any signal) raised while a query waits leaves the connection busy
+        # ("another command is already in progress"), and the worker must still see the
+        # time limit, not a database error it would retry. The connection is discarded.
+        with suppress(Exception):
+            session.rollback()
         raise
     finally:
         session.close()

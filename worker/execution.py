@@ -13,10 +13,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sqlalchemy.orm import Session
+
 from shared import jobs
 from shared.db import session_scope
 from shared.errors import DiarqError
 from shared.logging import job_context
+from shared.models import Job
 from shared.options import check_job_model, parse_options
 from shared.redact import redact
 from shared.settings import Settings
@@ -131,6 +134,12 @@ def timeout_message(settings: Settings, audio_seconds: float | None) -> str:
             "DIARQ_JOB_TIME_LIMIT_FACTOR")
 
 
+def job_timeout_message(settings: Settings, session: Session, job_id: str) -> str:
+    """The ``timeout`` message of a job, with the limit its audio duration gave it."""
+    job = session.get(Job, job_id)
+    return timeout_message(settings, job.audio_duration if job is not None else None)
+
+
 def with_db_retry(write: Callable[[], T], what: str, *, retry_for_s: float = DB_RETRY_FOR_S) -> T:
     """Run a DB write, retrying while the database is unreachable (restart, failover):
     losing the write would leave the job stuck until the reaper notices."""
@@ -160,31 +169,53 @@ def execute_job(job_id: str, *, settings: Settings, worker_name: str,
     Raises :class:`WorkerUnusable` (before touching the row) when ``startup_error`` says
     this process could not load its models: the job is not this worker's to fail.
     """
+    from celery.exceptions import SoftTimeLimitExceeded
+
     token = str(uuid.uuid4())
     with job_context(job_id):
         if startup_error is not None:
             log.warning("not claimed: this worker could not load its models code=%s; "
                         "the job goes back to the queue", startup_error.code)
             raise WorkerUnusable(startup_error)
-        def _claim() -> jobs.Claim | None:
-            with session_scope(settings) as session:
-                return jobs.claim(session, job_id, token=token, worker=worker_name,
-                                  stale_after_s=settings.stale_after_s,
-                                  max_attempts=settings.max_attempts)
-
-        claim = with_db_retry(_claim, "claim")
-        if claim is None:
-            # duplicate delivery, running elsewhere, cancelled, finished or unknown
-            log.info("skipped: job not claimable")
-            return "skipped"
-        log.info("started attempt=%d worker=%s", claim.attempt, worker_name)
-        # the DB session is closed: inference holds no connection or transaction
-        monitor = JobMonitor(settings, job_id, token)
-        monitor.start()
         try:
-            return _run(settings, claim, monitor, registry)
-        finally:
-            monitor.stop()
+            return _attempt(settings, job_id, token, worker_name, registry)
+        except SoftTimeLimitExceeded:
+            # wherever it hit (claim, pipeline, result or failure write, webhook queueing):
+            # the attempt's token makes this a no-op when the job already ended
+            return _fail_timeout(settings, job_id, token)
+
+
+def _attempt(settings: Settings, job_id: str, token: str, worker_name: str,
+             registry: Any) -> str:
+    def _claim() -> jobs.Claim | None:
+        with session_scope(settings) as session:
+            return jobs.claim(session, job_id, token=token, worker=worker_name,
+                              stale_after_s=settings.stale_after_s,
+                              max_attempts=settings.max_attempts)
+
+    claim = with_db_retry(_claim, "claim")
+    if claim is None:
+        # duplicate delivery, running elsewhere, cancelled, finished or unknown
+        log.info("skipped: job not claimable")
+        return "skipped"
+    log.info("started attempt=%d worker=%s", claim.attempt, worker_name)
+    # the DB session is closed: inference holds no connection or transaction
+    monitor = JobMonitor(settings, job_id, token)
+    monitor.start()
+    try:
+        return _run(settings, claim, monitor, registry)
+    finally:
+        monitor.stop()
+
+
+def _fail_timeout(settings: Settings, job_id: str, token: str) -> str:
+    log.warning("failed code=%s (soft time limit)", TIMEOUT)
+    outcome = _finish_failed(settings, job_id, token, TIMEOUT,
+                             lambda session: job_timeout_message(settings, session, job_id))
+    if outcome != "failed":
+        log.info("the attempt had already ended (finished, cancelled or taken over): "
+                 "nothing written")
+    return outcome
 
 
 def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: Any) -> str:
@@ -212,15 +243,15 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
         log.info("cancelled while running")
         return "canceled"
     except SoftTimeLimitExceeded:
-        log.warning("failed code=%s (soft time limit)", TIMEOUT)
-        return _finish_failed(settings, claim, TIMEOUT,
-                              timeout_message(settings, claim.audio_duration))
+        raise  # execute_job fails the job with `timeout`, wherever the limit hit
     except DiarqError as exc:
         log.warning("failed code=%s message=%s", exc.code, redact(exc.message))
-        return _finish_failed(settings, claim, exc.code, redact(exc.message))
+        return _finish_failed(settings, claim.job_id, claim.token, exc.code,
+                              redact(exc.message))
     except Exception:
         log.exception("internal error")
-        return _finish_failed(settings, claim, "internal_error", INTERNAL_MESSAGE)
+        return _finish_failed(settings, claim.job_id, claim.token, "internal_error",
+                              INTERNAL_MESSAGE)
     data = result.to_dict()
     data["job_id"] = claim.job_id
 
@@ -244,12 +275,16 @@ def _notify(settings: Settings, job_id: str) -> None:
     notify_terminal(app, settings, job_id)
 
 
-def _finish_failed(settings: Settings, claim: jobs.Claim, code: str, message: str) -> str:
+def _finish_failed(settings: Settings, job_id: str, token: str, code: str,
+                   message: str | Callable[[Session], str]) -> str:
+    """running -> failed if this attempt (``token``) still owns the job; ``message`` may
+    be read from the row in the same session."""
     def _fail() -> bool:
         with session_scope(settings) as session:
-            return jobs.fail(session, claim.job_id, claim.token, code, message)
+            text = message if isinstance(message, str) else message(session)
+            return jobs.fail(session, job_id, token, code, text)
 
     stored = with_db_retry(_fail, "failure write")
     if stored:
-        _notify(settings, claim.job_id)
+        _notify(settings, job_id)
     return "failed" if stored else "lost"

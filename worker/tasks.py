@@ -17,10 +17,9 @@ from shared import jobs
 from shared.db import session_scope
 from shared.errors import DiarqError
 from shared.logging import setup_logging
-from shared.models import Job
 from shared.redact import redact
 from worker.celery_app import TASK_NAME, WEBHOOK_TASK, app
-from worker.execution import TIMEOUT, WorkerUnusable, execute_job, timeout_message
+from worker.execution import TIMEOUT, WorkerUnusable, execute_job, job_timeout_message
 from worker.reaper import Reaper
 from worker.webhook_delivery import deliver, notify_terminal
 
@@ -144,10 +143,8 @@ def _hard_time_limit(sender: object = None, task_id: str | None = None,
     host = _worker_host or socket.gethostname()
     try:
         with session_scope(settings) as session:
-            audio = session.get(Job, job_id)
-            seconds = audio.audio_duration if audio is not None else None
             failed = jobs.fail_running(session, job_id, host, TIMEOUT,
-                                       timeout_message(settings, seconds))
+                                       job_timeout_message(settings, session, job_id))
     except Exception:  # the reaper still catches the row through its stale heartbeat
         log.exception("could not fail timed-out job job_id=%s", job_id)
         return

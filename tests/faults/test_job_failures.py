@@ -4,6 +4,7 @@ storage, soft time limit, hard time limit (pool process killed and replaced)."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,37 @@ def test_hard_time_limit_kills_and_replaces_the_process(stack, speech_wav: Path)
     # Celery replaced the killed pool process: the next job ran in a new one
     assert after["worker"].rsplit(":", 1)[1] != killed_pid, (done["worker"], after["worker"])
     assert w.proc.poll() is None  # the worker itself is alive
+
+
+def test_soft_time_limit_during_the_result_write(stack, speech_wav: Path):  # noqa: ANN001
+    """The soft limit hits while the worker writes the result (held up here by an
+    uncommitted result row of the same job): the job fails with `timeout` once, in this
+    attempt; it is not left `running` for the reaper to run again."""
+    from sqlalchemy import text
+
+    from shared.db import get_engine
+
+    parked = _client(stack, job_queue=PARKED, job_time_limit_base_s=600.0)
+    job_id = _submit(parked, speech_wav)["id"]
+    w = stack.workers[0]
+    seen = w.log().count("Soft time limit")
+    with get_engine(stack.settings).connect() as conn:
+        conn.execute(text("INSERT INTO results (job_id, data, created_at) "
+                          "VALUES (:id, '{}', now())"), {"id": job_id})
+        # the pipeline sleeps 5 s, then the result write waits on the row above
+        _send(stack, job_id, soft_time_limit=7, time_limit=60)
+        wait_until(lambda: w.log().count("Soft time limit") > seen, timeout=30,
+                   what="the soft time limit")
+        time.sleep(1.0)
+        conn.rollback()
+    done = _final(stack, job_id)
+    assert done["status"] == "failed", done
+    assert done["error"]["code"] == "timeout", done
+    assert "DIARQ_JOB_TIME_LIMIT" in done["error"]["message"]
+    assert done["attempts"] == 1, done
+    assert stack.result_counts([job_id]) == {job_id: 0}
+    # past the stale-heartbeat delay and a few reaper rounds: still failed, not re-run
+    time.sleep(5)
+    row = stack.rows([job_id])[job_id]
+    assert (row.status, row.attempts, row.error_code) == ("failed", 1, "timeout")
+    _next_job_succeeds(stack, speech_wav)
