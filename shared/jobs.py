@@ -43,6 +43,8 @@ class Claim:
     audio_path: str | None
     audio_duration: float | None
     options: dict[str, Any]
+    # the name the user uploaded: messages about the audio say this, never audio_path
+    audio_filename: str | None = None
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -88,13 +90,12 @@ def claim(
         session.commit()
         return None
     row = session.execute(
-        select(Job.attempts, Job.audio_path, Job.audio_duration, Job.options).where(
-            Job.id == job_id
-        )
+        select(Job.attempts, Job.audio_path, Job.audio_duration, Job.options,
+               Job.audio_filename).where(Job.id == job_id)
     ).one()
     session.commit()
     return Claim(job_id, token, row.attempts, row.audio_path, row.audio_duration,
-                 dict(row.options or {}))
+                 dict(row.options or {}), row.audio_filename)
 
 
 def _lost_message(max_attempts: int) -> str:

@@ -57,51 +57,55 @@ def _tool(name: str) -> str:
     return path
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: Path, shown: str) -> None:
     if not path.exists():
         raise AudioError(
-            f"audio file not found: {path.name}; check the path, or upload the file again",
+            f"audio file not found: {shown}; check the path, or upload the file again",
             code="audio_missing",
         )
     if not path.is_file():
-        raise AudioError(f"{path.name} is not a file", code="audio_missing")
+        raise AudioError(f"{shown} is not a file", code="audio_missing")
     if path.stat().st_size == 0:
         raise AudioError(
-            f"{path.name} is empty (0 bytes); upload the complete recording",
+            f"{shown} is empty (0 bytes); upload the complete recording",
             code="audio_empty",
         )
 
 
-def _not_audio(path: Path, detail: str = "") -> AudioError:
+def _not_audio(shown: str, detail: str = "") -> AudioError:
     extra = f" ({detail})" if detail else ""
     return AudioError(
-        f"{path.name} has no readable audio stream{extra}; upload an audio or video "
+        f"{shown} has no readable audio stream{extra}; upload an audio or video "
         "file (wav, mp3, m4a, ogg, webm, mp4...)",
         code="audio_not_audio",
     )
 
 
-def probe_audio(path: str | Path, *, max_seconds: float | None = None) -> AudioProbe:
+def probe_audio(path: str | Path, *, max_seconds: float | None = None,
+                name: str | None = None) -> AudioProbe:
     """Describe the first audio stream of ``path`` (ffprobe); reject what is not audio.
 
     ``max_seconds``: raise ``audio_too_long`` when the announced duration exceeds it.
+    ``name``: what error messages call the file (the name the user uploaded; default the
+    file's own name). Messages never show ``path``: on a server it is a storage path.
     """
     path = Path(path)
-    _check_file(path)
+    shown = name or path.name
+    _check_file(path, shown)
     cmd = [
         _tool("ffprobe"), "-v", "error", "-print_format", "json",
         "-show_format", "-show_streams", "-select_streams", "a:0", str(path),
     ]
     proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
     if proc.returncode != 0:
-        raise _not_audio(path, _first_line(proc.stderr))
+        raise _not_audio(shown, _first_line(proc.stderr, path, shown))
     try:
         info = json.loads(proc.stdout or b"{}")
     except json.JSONDecodeError:
-        raise _not_audio(path) from None
+        raise _not_audio(shown) from None
     streams = info.get("streams") or []
     if not streams:
-        raise _not_audio(path, "the container holds no audio stream")
+        raise _not_audio(shown, "the container holds no audio stream")
     stream = streams[0]
     fmt = info.get("format") or {}
     duration = _float(stream.get("duration")) or _float(fmt.get("duration"))
@@ -113,7 +117,7 @@ def probe_audio(path: str | Path, *, max_seconds: float | None = None) -> AudioP
         format_name=str(fmt.get("format_name") or ""),
     )
     if max_seconds is not None and duration is not None and duration > max_seconds:
-        raise _too_long(path, duration, max_seconds)
+        raise _too_long(shown, duration, max_seconds)
     return probe
 
 
@@ -122,13 +126,16 @@ def decode_audio(
     *,
     max_seconds: float | None = None,
     probe: AudioProbe | None = None,
+    name: str | None = None,
 ) -> np.ndarray:
     """Decode ``path`` to 16 kHz mono float32 samples (1-D numpy array).
 
-    Raises AudioError (missing, empty, not audio, truncated, too long).
+    Raises AudioError (missing, empty, not audio, truncated, too long); ``name`` as in
+    :func:`probe_audio`.
     """
     path = Path(path)
-    probe = probe or probe_audio(path, max_seconds=max_seconds)
+    shown = name or path.name
+    probe = probe or probe_audio(path, max_seconds=max_seconds, name=name)
     limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
 
     cmd = [
@@ -175,13 +182,13 @@ def decode_audio(
 
     n = n_bytes // _BYTES_PER_SAMPLE
     if limit is not None and n > limit:
-        raise _too_long(path, n / SAMPLE_RATE, max_seconds or 0)
+        raise _too_long(shown, n / SAMPLE_RATE, max_seconds or 0)
     errors = b"".join(stderr_lines).decode("utf-8", "replace").strip()
     if n == 0:
         if rc != 0:
-            raise _not_audio(path, _first_line(errors.encode()))
+            raise _not_audio(shown, _first_line(errors.encode(), path, shown))
         raise AudioError(
-            f"{path.name} contains no audio samples; upload a recording that is not empty",
+            f"{shown} contains no audio samples; upload a recording that is not empty",
             code="audio_empty",
         )
     decoded = n / SAMPLE_RATE
@@ -200,7 +207,7 @@ def decode_audio(
         if announced:
             what += f" of the {announced:.1f} s its header announces"
         raise AudioError(
-            f"{path.name} is damaged or cut short ({what}); upload the complete file again",
+            f"{shown} is damaged or cut short ({what}); upload the complete file again",
             code="audio_truncated",
         )
     # Shrink in place to the decoded length (realloc; no second copy of the samples).
@@ -231,9 +238,9 @@ def _wav_announced_seconds(path: Path) -> float | None:
     return None
 
 
-def _too_long(path: Path, duration: float, max_seconds: float) -> AudioError:
+def _too_long(shown: str, duration: float, max_seconds: float) -> AudioError:
     return AudioError(
-        f"{path.name} is {duration / 60:.0f} min long, more than the {max_seconds / 60:.0f} min "
+        f"{shown} is {duration / 60:.0f} min long, more than the {max_seconds / 60:.0f} min "
         "this server accepts; split the recording or raise DIARQ_MAX_AUDIO_SECONDS",
         code="audio_too_long",
         http_status=413,
@@ -249,11 +256,15 @@ def _drain(stream, sink: list[bytes]) -> None:  # type: ignore[no-untyped-def]
     stream.close()
 
 
-def _first_line(raw: bytes) -> str:
+def _first_line(raw: bytes, path: Path, shown: str) -> str:
     text = raw.decode("utf-8", "replace").strip()
     line = text.splitlines()[0] if text else ""
-    # ffmpeg prefixes messages with the input path; keep only the file name
-    return line.split(": ", 1)[-1][:200] if ": " in line else line[:200]
+    # ffmpeg prefixes messages with the input path: drop it, and name the file as the
+    # user knows it wherever else the path appears ("Error opening input file <path>.")
+    line = line.split(": ", 1)[-1] if ": " in line else line
+    for server_name in (str(path), path.name):
+        line = line.replace(server_name, shown)
+    return line[:200]
 
 
 def _float(value: object) -> float | None:

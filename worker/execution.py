@@ -238,7 +238,8 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
                              "readable by the worker), then submit the file again",
                              code="audio_missing")
         result = run_pipeline(path, options, registry=registry, progress=monitor.progress,
-                              should_cancel=monitor.should_cancel, job_id=claim.job_id)
+                              should_cancel=monitor.should_cancel, job_id=claim.job_id,
+                              audio_name=claim.audio_filename or "the upload")
     except JobCancelled:
         log.info("cancelled while running")
         return "canceled"

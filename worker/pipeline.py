@@ -89,8 +89,12 @@ def run_pipeline(
     progress: ProgressFn | None = None,
     should_cancel: CancelFn | None = None,
     job_id: str | None = None,
+    audio_name: str | None = None,
 ) -> Result:
-    """Run the whole pipeline on ``audio_path``; raise DiarqError subclasses with codes."""
+    """Run the whole pipeline on ``audio_path``; raise DiarqError subclasses with codes.
+
+    ``audio_name``: what messages call the audio (the uploaded file's name; default the
+    name of ``audio_path``, which on a server is a storage name the user never saw)."""
     settings = registry.settings if registry is not None else get_settings()
     if settings.bench_trivial_pipeline_s is not None:
         return _bench_trivial(settings.bench_trivial_pipeline_s, job_id)
@@ -107,8 +111,9 @@ def run_pipeline(
     # decode
     report.start("decode")
     t0 = time.perf_counter()
-    probe = probe_audio(audio_path, max_seconds=settings.max_audio_seconds)
-    audio = decode_audio(audio_path, probe=probe, max_seconds=settings.max_audio_seconds)
+    probe = probe_audio(audio_path, max_seconds=settings.max_audio_seconds, name=audio_name)
+    audio = decode_audio(audio_path, probe=probe, max_seconds=settings.max_audio_seconds,
+                         name=audio_name)
     duration = len(audio) / SAMPLE_RATE
     timings["decode"] = time.perf_counter() - t0
     report.finish()

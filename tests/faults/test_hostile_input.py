@@ -178,6 +178,10 @@ def test_processed_by_the_real_worker(stack, media):  # noqa: ANN001
         assert (code or status) == expected, (name, outcome[name], worker.log()[-3000:])
         if status == "failed":
             assert message and "etc/passwd" not in message, (name, outcome[name])
+        if code and code.startswith("audio_"):
+            # named as uploaded, never by its storage name or path
+            assert message.startswith(name) and jobs[name] not in message, (name, message)
+            assert str(stack.settings.storage_dir) not in message, (name, message)
     assert worker.proc.poll() is None, "the worker died"
     silent = stack.client.get(f"/v1/jobs/{jobs['silence.wav']}/result").get_json()
     assert silent["segments"] == []
