@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable
 
 REDACTED = "[REDACTED]"
 _SHAPES = re.compile(r"\b(?:hf_[A-Za-z0-9]{20,}|dq_[A-Za-z0-9_\-]{20,})")
@@ -22,11 +23,15 @@ def _configured_secrets() -> list[str]:
     return [v for v in values if len(v) >= 8]
 
 
-def redact(text: str) -> str:
-    """Return ``text`` with token-shaped strings and configured secrets replaced."""
+def redact(text: str, extra_secrets: Iterable[str] = ()) -> str:
+    """Return ``text`` with token-shaped strings and secrets replaced: the configured ones
+    (environment) and ``extra_secrets`` (e.g. the token a caller is using, wherever it
+    came from), whatever their shape."""
     if not text:
         return text
-    for secret in _configured_secrets():
+    secrets = {*_configured_secrets(), *(s.strip() for s in extra_secrets)}
+    # longest first: a secret containing another is replaced whole
+    for secret in sorted((s for s in secrets if len(s) >= 8), key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return _SHAPES.sub(REDACTED, text)
 

@@ -39,18 +39,29 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def set_torch_threads(threads: int) -> int:
+    """Set torch's intra-op thread count (0: every core this process may use) where it
+    differs; returns the count. Called before every torch stage (module docstring: a
+    CTranslate2 model in the same process can leave torch with another count)."""
+    import torch
+
+    n = threads or available_cores()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
 def configure_threads(threads: int) -> int:
     """Size the torch pools; returns the thread count torch stages use.
 
     OMP_WAIT_POLICY is left alone: PASSIVE made diarization 1.6x slower and ACTIVE
     made transcription 1.5x slower (idle threads of the other runtime spin).
     """
-    n = threads or available_cores()
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    torch.set_num_threads(n)
+    n = set_torch_threads(threads)
     # stages are sequential: no inter-op parallelism. RuntimeError: already set, or
     # parallel work already started in this process.
     with contextlib.suppress(RuntimeError):
@@ -78,10 +89,7 @@ class ModelRegistry:
 
     def before_torch_stage(self) -> None:
         """Re-apply torch's thread count (CTranslate2 can leave it at 1; module docstring)."""
-        import torch
-
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
+        set_torch_threads(self.threads)
 
     # --- diarization --------------------------------------------------------
     def diarizer(self) -> Any:

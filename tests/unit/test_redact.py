@@ -40,3 +40,12 @@ def test_logging_filter_redacts_args_and_tracebacks(caplog):
         assert TOKEN not in record.exc_text
     finally:
         logger.removeHandler(handler)
+
+
+def test_extra_secrets_are_replaced_whatever_their_shape(monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_TOKEN", raising=False)
+    odd = "not-token-shaped-secret-42"  # e.g. a token from a file, not from the environment
+    out = redact(f"401 for Bearer {odd} and {TOKEN}", extra_secrets=[odd])
+    assert odd not in out and TOKEN not in out and out.count(REDACTED) == 2
+    assert redact("short abc stays", extra_secrets=["abc"]) == "short abc stays"

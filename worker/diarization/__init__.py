@@ -22,30 +22,13 @@ import numpy as np
 from shared.errors import AudioError, ModelError
 from shared.result import Turn
 from shared.settings import Settings, hf_token_from_env
+from worker.registry import set_torch_threads
 
 SAMPLE_RATE = 16000
 
 # share of the diarize stage's progress per pyannote step (segmentation is the
 # sliding-window model, embeddings the GE2E/WeSpeaker passes; clustering is quick)
 _STEP_SPAN = {"segmentation": (0.0, 0.35), "embeddings": (0.35, 0.95)}
-
-
-def set_torch_threads(threads: int) -> int:
-    """Set torch's intra-op thread count (0: every core this process may use).
-
-    Called before each torch stage: a CTranslate2 model alive in the same process
-    can leave torch with a different count (see worker/registry.py).
-    """
-    import torch
-
-    if threads <= 0:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            threads = os.cpu_count() or 1
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return threads
 
 
 def _version(dist: str) -> str | None:

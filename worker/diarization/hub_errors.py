@@ -3,7 +3,8 @@
 The token must never reach a message, a log line or an exception chain: the
 ModelError is raised outside the ``except`` block that caught the library's
 exception (so neither ``__cause__`` nor ``__context__`` refers to it), and
-messages are built only from our own text plus the model id, then scrubbed.
+messages are built only from our own text plus the model id, then redacted
+(shared/redact.py, with the token in use as one more secret).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from shared.errors import ModelError
+from shared.redact import redact
 
 T = TypeVar("T")
 
@@ -19,15 +21,6 @@ _OFFLINE_HINT = (
     "set DIARQ_PROFILE=offline (tokenless models, run `diarq models prepare`) or point "
     "DIARQ_HUB_DIARIZATION_MODEL at a local directory holding the pipeline's config.yaml"
 )
-
-
-def scrub(text: str, token: str | None) -> str:
-    """Remove the token (and any hf_... looking secret) from ``text``."""
-    if token:
-        text = text.replace(token, "***")
-    import re
-
-    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
 
 
 def _status(exc: BaseException) -> int | None:
@@ -123,6 +116,6 @@ def call_hub(load: Callable[[], T], model: str, token: str | None) -> T:
                 code="model_load_failed",
             )
     # raised here, outside the except block: no __context__ pointing at the original
-    mapped.message = scrub(mapped.message, token)
+    mapped.message = redact(mapped.message, extra_secrets=(token,) if token else ())
     mapped.args = (mapped.message,)
     raise mapped
