@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from shared.db import get_engine
 from tests.integration.keys import bearer, create_key_with_cli
-from tests.integration.services import DIARQ, ROOT, WorkerProcess, running_api
+from tests.integration.services import DIARQ, ROOT, WorkerProcess, running_api, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,8 @@ def test_no_secret_anywhere(hub_api, hub_env, log_dir, settings, speech_wav):  #
     hub_worker = WorkerProcess("hub", hub_env, log_dir, queues="hub")
     try:
         # the canary really is where a leak could come from: the worker's environment
-        environ = Path(f"/proc/{hub_worker.proc.pid}/environ").read_bytes()
+        environ = wait_until(lambda: Path(f"/proc/{hub_worker.proc.pid}/environ").read_bytes(),
+                             timeout=10, what="the worker's environment")  # after its exec
         assert CANARY.encode() in environ
         rc = hub_worker.proc.wait(timeout=180)
     finally:
