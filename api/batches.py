@@ -17,7 +17,6 @@ from api.errors import ApiError
 from api.jobs import after_delete, delete_job_row
 from api.pagination import decode_cursor, encode_cursor, page_limit
 from api.results_zip import stream_results
-from api.serialize import iso, webhook_to_dict
 from api.submit import (
     after_commit,
     check_same_request,
@@ -31,13 +30,13 @@ from api.submit import (
     scoped_idempotency_key,
 )
 from shared.archive import ArchiveLimits
-from shared.cli.client import overall_progress
 from shared.db import session_scope
 from shared.dedupe import result_data
 from shared.errors import AudioError
 from shared.models import ACTIVE, QUEUED, STATUSES, SUCCEEDED, Batch, Job, utcnow
 from shared.options import check_job_model, parse_options
 from shared.renderers import FORMATS
+from shared.serialize import batch_links, batch_to_dict, iso
 from shared.storage import HashingWriter, Storage, StoredFile
 
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
@@ -196,50 +195,6 @@ def _get_batch(session, batch_id: str) -> Batch:  # noqa: ANN001
     return batch
 
 
-def _job_progress(job: Job) -> float:
-    if job.status != SUCCEEDED and job.status not in ACTIVE:
-        return 1.0  # failed or canceled: finished, nothing left to wait for
-    return overall_progress({"status": job.status, "stage": job.stage,
-                             "progress": job.progress})
-
-
-def batch_to_dict(session, batch: Batch) -> dict[str, Any]:  # noqa: ANN001
-    rows = list(session.scalars(select(Job).where(Job.batch_id == batch.id)
-                                .order_by(Job.source_name, Job.id)))
-    counts = dict.fromkeys(STATUSES, 0)
-    weighted = total = 0.0
-    for job in rows:
-        counts[job.status] = counts.get(job.status, 0) + 1
-        # weighted by audio duration: a 2 h recording counts 2 h, a 1 min one 1 min
-        weight = job.audio_duration or 1.0
-        weighted += weight * _job_progress(job)
-        total += weight
-    finished = all(job.status not in ACTIVE for job in rows)
-    finished_at = max((job.finished_at for job in rows if job.finished_at), default=None)
-    return {
-        "id": batch.id,
-        "finished": finished,
-        "progress": round(weighted / total, 4) if total else 1.0,
-        "counts": counts,
-        "options": batch.options or {},
-        "rejected": batch.rejected or [],
-        "webhook": webhook_to_dict(batch.webhook_url, session, batch_id=batch.id),
-        "jobs": [{
-            "id": job.id,
-            "source_name": job.source_name,
-            "status": job.status,
-            "progress": round(_job_progress(job), 4),
-            "duration": job.audio_duration,
-            "deduplicated_from": job.result_job_id,
-            "error": ({"code": job.error_code, "message": job.error_message or ""}
-                      if job.error_code else None),
-        } for job in rows],
-        "created_at": iso(batch.created_at),
-        "finished_at": iso(finished_at) if finished else None,
-        "links": _links(batch.id),
-    }
-
-
 @bp.get("")
 def list_batches():  # noqa: ANN201
     """The caller's batches, newest first: counts per status and whether each finished
@@ -270,7 +225,7 @@ def list_batches():  # noqa: ANN201
             "finished": not any(counts[b.id][status] for status in ACTIVE),
             "counts": counts[b.id],
             "created_at": iso(b.created_at),
-            "links": _links(b.id),
+            "links": batch_links(b.id),
         } for b in batches]
     return jsonify({"batches": body, "next_cursor": next_cursor})
 
@@ -292,12 +247,6 @@ def delete_batch(batch_id: str):  # noqa: ANN201
     for job_id, audio, canceled in deleted:
         after_delete(settings, job_id, audio, canceled)
     return Response(status=204)
-
-
-def _links(batch_id: str) -> dict[str, str]:
-    return {"self": f"/v1/batches/{batch_id}",
-            "results": f"/v1/batches/{batch_id}/results.zip",
-            "jobs": f"/v1/jobs?batch_id={batch_id}"}
 
 
 @bp.get("/<batch_id>")

@@ -10,12 +10,12 @@ from sqlalchemy import and_, or_, select
 from api.auth import owner_filter
 from api.errors import ApiError
 from api.pagination import decode_cursor, encode_cursor, page_limit
-from api.serialize import job_to_dict
 from api.submit import form_options, submit
 from shared import jobs
 from shared.db import session_scope
 from shared.dedupe import detach_copies, lock_for_delete, result_data
 from shared.models import ACTIVE, CANCELED, FAILED, STATUSES, SUCCEEDED, Job
+from shared.serialize import job_to_dict
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 

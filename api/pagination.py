@@ -12,7 +12,7 @@ from datetime import datetime
 from flask import request
 
 from api.errors import ApiError
-from api.serialize import iso
+from shared.serialize import iso
 
 MAX_LIMIT = 100
 

@@ -68,13 +68,13 @@ def _payload(session: Any, kind: str, target_id: str,
              event: str) -> tuple[str, int | None, dict[str, Any]] | None:
     """(url, owner key id, JSON payload as the API shows the object), None if gone."""
     if kind == "job":
-        from api.serialize import job_to_dict
+        from shared.serialize import job_to_dict
 
         job = session.get(Job, target_id)
         if job is None or not job.webhook_url:
             return None
         return job.webhook_url, job.api_key_id, {"event": event, "job": job_to_dict(job)}
-    from api.batches import batch_to_dict
+    from shared.serialize import batch_to_dict
 
     batch = session.get(Batch, target_id)
     if batch is None or not batch.webhook_url:

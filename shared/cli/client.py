@@ -14,9 +14,9 @@ from typing import Any
 import click
 
 from shared.errors import DiarqError
+from shared.serialize import overall_progress
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
-STAGES = ("decode", "diarize", "transcribe", "align", "assign")
 FORMATS = ("json", "srt", "vtt", "txt", "tsv", "rttm")
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -77,16 +77,6 @@ def get_result(server: str, job_id: str, fmt: str,
                headers: dict[str, str] | None = None) -> str:
     return _request("GET", f"{server}/v1/jobs/{job_id}/result", params={"format": fmt},
                     headers=headers or {}).content.decode("utf-8")
-
-
-def overall_progress(job: dict[str, Any]) -> float:
-    """0..1 across the stages (each stage counted equally)."""
-    if job["status"] == "succeeded":
-        return 1.0
-    stage = job.get("stage")
-    if stage not in STAGES:
-        return 0.0
-    return (STAGES.index(stage) + float(job.get("progress") or 0.0)) / len(STAGES)
 
 
 def wait_for(server: str, job_id: str, *, show_progress: bool = True,

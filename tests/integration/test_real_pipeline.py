@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.cli.client import overall_progress
+from shared.serialize import overall_progress
 from shared.settings import PROJECT_ROOT
 from tests.integration.services import WorkerProcess, check_spec, wait_until
 from tests.integration.test_jobs import submit
