@@ -8,14 +8,14 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from api.auth import QUOTA_RETRY_AFTER_S, owner_filter, too_many
 from api.batch_entries import Entries, collect
 from api.errors import ApiError
 from api.jobs import after_delete, delete_job_row
-from api.pagination import decode_cursor, encode_cursor, page_limit
+from api.pagination import newest_first, page_limit, split_page
 from api.results_zip import stream_results
 from api.submit import (
     after_commit,
@@ -200,19 +200,10 @@ def list_batches():  # noqa: ANN201
     """The caller's batches, newest first: counts per status and whether each finished
     (progress and the jobs themselves: GET /v1/batches/{id})."""
     limit = page_limit()
-    query = (select(Batch).where(_owner_filter(), Batch.deleted_at.is_(None))
-             .order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1))
-    cursor = request.args.get("cursor")
-    if cursor:
-        created, last_id = decode_cursor(cursor)
-        query = query.where(or_(Batch.created_at < created,
-                                and_(Batch.created_at == created, Batch.id < last_id)))
+    query = newest_first(select(Batch).where(_owner_filter(), Batch.deleted_at.is_(None)),
+                         Batch, limit)
     with session_scope(_settings()) as session:
-        batches = list(session.scalars(query))
-        next_cursor = None
-        if len(batches) > limit:
-            batches = batches[:limit]
-            next_cursor = encode_cursor(batches[-1].created_at, batches[-1].id)
+        batches, next_cursor = split_page(list(session.scalars(query)), limit)
         counts: dict[str, dict[str, int]] = {b.id: dict.fromkeys(STATUSES, 0) for b in batches}
         # one grouped count for the whole page (ix_jobs_batch_id), not a query per batch
         for batch_id, status, n in session.execute(

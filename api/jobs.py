@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from api.auth import owner_filter
 from api.errors import ApiError
-from api.pagination import decode_cursor, encode_cursor, page_limit
+from api.pagination import newest_first, page_limit, split_page
 from api.submit import form_options, submit
 from shared import jobs
 from shared.db import session_scope
@@ -63,8 +63,7 @@ def list_jobs():  # noqa: ANN201
         raise ApiError(f"status must be one of {', '.join(STATUSES)}", code="invalid_request",
                        http_status=422)
     limit = page_limit()
-    query = (select(Job).where(owner_filter(g.get("api_key_id")))
-             .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
+    query = newest_first(select(Job).where(owner_filter(g.get("api_key_id"))), Job, limit)
     if status:
         query = query.where(Job.status == status)
     batch_id = request.args.get("batch_id")
@@ -73,17 +72,8 @@ def list_jobs():  # noqa: ANN201
             raise ApiError("batch_id must be a batch id (UUID)", code="invalid_request",
                            http_status=422)
         query = query.where(Job.batch_id == batch_id.lower())
-    cursor = request.args.get("cursor")
-    if cursor:
-        created, last_id = decode_cursor(cursor)
-        query = query.where(or_(Job.created_at < created,
-                                and_(Job.created_at == created, Job.id < last_id)))
     with session_scope(_settings()) as session:
-        rows = list(session.scalars(query))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+        rows, next_cursor = split_page(list(session.scalars(query)), limit)
     return jsonify({"jobs": [job_to_dict(j) for j in rows], "next_cursor": next_cursor})
 
 

@@ -8,8 +8,10 @@ import binascii
 import json
 import uuid
 from datetime import datetime
+from typing import Any
 
 from flask import request
+from sqlalchemy import Select, and_, or_
 
 from api.errors import ApiError
 from shared.serialize import iso
@@ -43,3 +45,23 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     except (binascii.Error, ValueError, TypeError, AttributeError):  # e.g. [1, "x"]: fuzzing
         raise ApiError("invalid cursor; pass next_cursor from the previous page",
                        code="invalid_request", http_status=422) from None
+
+
+def newest_first(query: Select, model: Any, limit: int) -> Select:
+    """``query`` newest first, after ``?cursor=`` when given, one row more than ``limit``
+    (so :func:`split_page` knows whether there is a next page)."""
+    query = query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+    cursor = request.args.get("cursor")
+    if cursor:
+        created, last_id = decode_cursor(cursor)
+        query = query.where(or_(model.created_at < created,
+                                and_(model.created_at == created, model.id < last_id)))
+    return query
+
+
+def split_page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
+    """The page's rows and the cursor of the next page (None on the last)."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].created_at, rows[-1].id)
