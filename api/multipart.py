@@ -37,6 +37,9 @@ _HEADROOM = 64 * 1024
 _CONTINUATION = re.compile(rb"(?:\r\n|\n|\r)[ \t]")
 _SAFE_CHARSETS = frozenset({"ascii", "us-ascii", "utf-8", "iso-8859-1"})
 _WS = b" \t"
+# whitespace allowed between a delimiter and its line break (werkzeug's [^\S\n\r])
+_PAD = b" \t\x0b\x0c"
+_BLANK_LINES = (b"\r\n\r\n", b"\n\n", b"\r\r")
 
 _local = threading.local()
 
@@ -109,7 +112,6 @@ class _Run:
         self.stream = stream
         self.content_length = content_length
         self.delim = b"--" + boundary
-        self.data_delim = b"\r\n" + self.delim
         # room for a chunk after a kept tail (a partial delimiter, a short header block)
         self.buf = _thread_buffer(opts.chunk_size + _HEADROOM)
         self.pos = self.end = 0
@@ -148,10 +150,11 @@ class _Run:
         buf, end = self.buf, self.end
         if end - j < 2 and not self.eof and (end == j or buf[j] == 0x2D):
             return None  # "-" could start "--"
-        if buf[j:j + 2] == b"--":
+        # (never look past ``end``: the reused buffer holds older bytes there)
+        if end - j >= 2 and buf[j] == 0x2D and buf[j + 1] == 0x2D:
             return ("close", j + 2)
         k = j
-        while k < end and buf[k] in _WS:
+        while k < end and buf[k] in _PAD:
             k += 1
         if k == end:
             return ("data", 0) if self.eof else None
@@ -242,15 +245,23 @@ class _Run:
         return nxt
 
     def headers(self, start: int) -> Headers:
-        """The header block from ``start`` to the blank line; data starts after it."""
-        # from the delimiter line's own CRLF: with it, "\r\n\r\n" also ends an empty block
-        self.pos = start - 2
-        search = self.pos
+        """The header block from ``start`` to the first blank line (CRLF CRLF, or LF LF
+        or CR CR as werkzeug also accepts); data starts after it."""
+        self.pos = search = start
         while True:
-            i = self.buf.find(b"\r\n\r\n", search, self.end)
-            if i >= 0:
-                block = bytes(self.buf[self.pos + 2:i]) if i > self.pos else b""
-                self.pos = i + 4
+            best, size = -1, 0
+            for blank in _BLANK_LINES:
+                i = self.buf.find(blank, search, self.end)
+                if i >= 0 and (best < 0 or i < best):
+                    best, size = i, len(blank)
+            # after CR CR, werkzeug takes a following LF into the blank line: wait for it
+            if best >= 0 and not (size == 2 and best + 2 == self.end and not self.eof
+                                  and self.buf[best] == 0x0D):
+                block = bytes(self.buf[self.pos:best])
+                # data starts after the line break that begins in the middle of the match
+                mid = best + size // 2
+                crlf = self.end - mid >= 2 and self.buf[mid + 1] == 0x0A
+                self.pos = mid + (2 if self.buf[mid] == 0x0D and crlf else 1)
                 return _parse_headers(block)
             if self.eof:
                 raise ValueError("Invalid form-data: part headers do not end")
@@ -260,34 +271,42 @@ class _Run:
 
     def data(self, write: Callable[[memoryview], Any]) -> int | None:
         """Pass the part's data to ``write``; return where the next part's headers start,
-        or None after the closing delimiter."""
-        delim = self.data_delim
-        keep = len(delim) - 1
+        or None after the closing delimiter. The delimiter is ``--boundary`` after a line
+        break (CRLF, or a bare LF or CR as werkzeug also accepts), which is not data."""
+        buf, delim = self.buf, self.delim
+        # a kept tail holds a partial delimiter and the two bytes before it
+        keep = len(delim) + 1
         start = self.pos  # first data byte
-        # the blank line's CRLF may begin the delimiter: "...\r\n\r\n--b" is empty data
-        search = self.pos - 2
+        search = start
         while True:
-            i = self.buf.find(delim, search, self.end)
+            buf = self.buf
+            i = buf.find(delim, search, self.end)
             while i >= 0:
-                kind = self.after_delimiter(i + len(delim))
-                if kind is None:
-                    break  # fill, then look at this delimiter again
-                what, nxt = kind
-                if what == "data":
-                    i = self.buf.find(delim, i + 1, self.end)
-                    continue
-                self.emit(write, start, i)
-                self.pos = nxt
-                return None if what == "close" else nxt
+                # i >= 2: a first search starts after the part's headers, later ones at 2
+                before = buf[i - 1]
+                if before == 0x0A or before == 0x0D:
+                    kind = self.after_delimiter(i + len(delim))
+                    if kind is None:
+                        break  # fill, then look at this delimiter again
+                    what, nxt = kind
+                    if what != "data":
+                        stop = i - 2 if before == 0x0A and buf[i - 2] == 0x0D else i - 1
+                        self.emit(write, start, stop)
+                        self.pos = nxt
+                        return None if what == "close" else nxt
+                i = buf.find(delim, i + 1, self.end)
             if self.eof:
                 raise ValueError("Invalid form-data: the body ended inside a part")
-            # everything before a possible (partial) delimiter is data
-            cut = i if i >= 0 else max(start, self.end - keep)
+            # everything before a possible (partial) delimiter and its line break is data;
+            # the two bytes before the data stay too (a delimiter's line break at its start)
+            cut = i - 2 if i >= 0 else max(start - 2, self.end - keep)
             self.emit(write, start, cut)
             self.pos = cut
             self.fill()
             start = max(start - cut, 0)
-            search = 0
+            # the kept tail's first two bytes are only the look-behind of a delimiter at
+            # 2; one starting at 0 or 1 was already seen (and refused) before the fill
+            search = 2
 
     def emit(self, write: Callable[[memoryview], Any], a: int, b: int) -> None:
         if b > a:
