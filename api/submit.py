@@ -14,13 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
-from api.serialize import job_to_dict
 from api.upload import uploaded
 from shared.db import session_scope
 from shared.dedupe import canonical_json, find_reusable, options_sha256
 from shared.errors import AudioError
 from shared.models import QUEUED, SUCCEEDED, Job, utcnow
 from shared.options import JobOptions, check_job_model, parse_options
+from shared.serialize import job_to_dict
 from shared.settings import Settings
 from shared.storage import Storage, StoredFile
 
