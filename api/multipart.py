@@ -249,11 +249,12 @@ class _Run:
         or CR CR as werkzeug also accepts); data starts after it."""
         self.pos = search = start
         while True:
-            best, size = -1, 0
+            best, size, stop = -1, 0, self.end
             for blank in _BLANK_LINES:
-                i = self.buf.find(blank, search, self.end)
-                if i >= 0 and (best < 0 or i < best):
-                    best, size = i, len(blank)
+                # only before a blank line already found: not through the file data
+                i = self.buf.find(blank, search, stop)
+                if i >= 0:
+                    best, size, stop = i, len(blank), i + 1
             # after CR CR, werkzeug takes a following LF into the blank line: wait for it
             if best >= 0 and not (size == 2 and best + 2 == self.end and not self.eof
                                   and self.buf[best] == 0x0D):

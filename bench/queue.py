@@ -27,6 +27,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 import argparse
 import http.client
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -294,6 +295,9 @@ def scratch_stack() -> Iterator[tuple[dict[str, str], Path, str]]:
             r.delete(*keys)
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+        # the uploads (~600 MB a run): deleted before the kernel writes them back, so the
+        # next run does not share the cores with that writeback
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def wait_healthy(url: str, path: str = "/readyz", timeout: float = 60) -> None:
