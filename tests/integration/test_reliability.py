@@ -125,11 +125,12 @@ def test_reaper_counts_the_brokers_messages_and_leaves_a_backlog_alone(settings)
         Queue(queue, routing_key=queue)(conn.default_channel).declare()
     long_ago = utcnow() - timedelta(hours=1)
     ids = []
-    for priority in PRIORITIES.values():
+    for i, priority in enumerate(PRIORITIES.values()):
         job_id = str(uuid.uuid4())
+        sent = long_ago + timedelta(seconds=i)  # ids[0] is the oldest
         with session_scope(settings) as s:
-            s.add(Job(id=job_id, options={}, queue=queue, status=QUEUED, enqueued_at=long_ago,
-                      created_at=long_ago))
+            s.add(Job(id=job_id, options={}, queue=queue, status=QUEUED, enqueued_at=sent,
+                      created_at=sent))
         enqueue_job(app, settings, job_id, queue=queue, audio_seconds=5.0, priority=priority)
         ids.append(job_id)
     try:
