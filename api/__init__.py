@@ -6,18 +6,18 @@ from typing import Any
 
 from flask import Flask
 
-from api.errors import register_error_handlers
-from api.upload import UploadRequest, discard_unclaimed_uploads
-from shared.logging import setup_logging
-from shared.settings import Settings, get_settings
+from diarq.api.errors import register_error_handlers
+from diarq.api.upload import UploadRequest, discard_unclaimed_uploads
+from diarq.shared.logging import setup_logging
+from diarq.shared.settings import Settings, get_settings
 
 
 class Diarq:
     """Per-app services (settings, storage, Celery producer), reached via ``current_app``."""
 
     def __init__(self, settings: Settings):
-        from shared.storage import Storage
-        from worker.celery_app import make_celery
+        from diarq.shared.celery_app import make_celery
+        from diarq.shared.storage import Storage
 
         self.settings = settings
         # one per app: its root is resolved once, not on every request
@@ -35,7 +35,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings: Settings = config.pop("DIARQ_SETTINGS", None) or get_settings()
     setup_logging(settings.log_level, settings.log_format)
 
-    app = Flask(__name__)
+    # an explicit instance path: Flask's search for it cannot walk the diarq namespace
+    # package under an editable install (and the app keeps no instance files)
+    app = Flask(__name__, instance_path=str(settings.data_dir / "instance"))
     app.request_class = UploadRequest
     # multipart overhead on top of the file itself; the file limit is enforced exactly
     # while streaming (api/upload.py)
@@ -43,16 +45,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     app.config.update(config)
     Diarq(settings).init_app(app)
-    from api.auth import init_auth
+    from diarq.api.auth import init_auth
 
     init_auth(app)  # refuses DIARQ_AUTH=off on a public address; Bearer keys otherwise
 
-    from api.batches import bp as batches_bp
-    from api.compat import bp as compat_bp
-    from api.health import bp as health_bp
-    from api.jobs import bp as jobs_bp
-    from api.metrics import bp as metrics_bp
-    from api.webhook_secret import bp as webhook_secret_bp
+    from diarq.api.batches import bp as batches_bp
+    from diarq.api.compat import bp as compat_bp
+    from diarq.api.health import bp as health_bp
+    from diarq.api.jobs import bp as jobs_bp
+    from diarq.api.metrics import bp as metrics_bp
+    from diarq.api.webhook_secret import bp as webhook_secret_bp
 
     app.register_blueprint(jobs_bp)
     app.register_blueprint(batches_bp)
@@ -67,14 +69,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def _preload_submit_path() -> None:
-    """Import what a submit imports lazily (PyAV and worker.audio for the probe, the
-    webhook modules) with the app, so that no client's first upload waits for it (about
+    """Import what a submit imports lazily (PyAV and the media probe, the webhook
+    queueing module) with the app, so that no client's first upload waits for it (about
     0.2 s per gunicorn process)."""
     import contextlib
 
-    import shared.webhooks  # noqa: F401
-    import worker.audio  # noqa: F401
-    import worker.webhook_delivery  # noqa: F401
+    import diarq.shared.media  # noqa: F401
+    import diarq.shared.webhook_queue  # noqa: F401
+    import diarq.shared.webhooks  # noqa: F401
 
     with contextlib.suppress(ImportError):
         import av  # noqa: F401

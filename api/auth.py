@@ -15,13 +15,13 @@ from datetime import timedelta
 from flask import Flask, current_app, g, request
 from sqlalchemy import func, select
 
-from api.errors import error_response
-from shared.apikeys import parse_bearer
-from shared.db import session_scope
-from shared.errors import ConfigError
-from shared.keystore import authenticate
-from shared.models import QUEUED, Job, utcnow
-from shared.settings import Settings
+from diarq.api.errors import error_response
+from diarq.shared.apikeys import parse_bearer
+from diarq.shared.db import session_scope
+from diarq.shared.errors import ConfigError
+from diarq.shared.keystore import authenticate
+from diarq.shared.orm import QUEUED, Job, utcnow
+from diarq.shared.settings import Settings
 
 # liveness/readiness for orchestrators, the spec for clients, and Prometheus metrics
 # (aggregate counts only, nothing per key or per job): reachable without a key

@@ -11,15 +11,15 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from api.errors import ApiError
-from shared.archive import (
+from diarq.api.errors import ApiError
+from diarq.shared.archive import (
     ArchiveError,
     ArchiveLimits,
     archive_kind,
     clean_entry_name,
     extract_archive,
 )
-from shared.storage import HashingWriter, Storage
+from diarq.shared.storage import HashingWriter, Storage
 
 
 @dataclass

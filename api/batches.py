@@ -11,33 +11,29 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, stream_
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from api.auth import QUOTA_RETRY_AFTER_S, owner_filter, too_many
-from api.batch_entries import Entries, collect
-from api.errors import ApiError
-from api.jobs import after_delete, delete_job_row
-from api.pagination import newest_first, page_limit, split_page
-from api.results_zip import stream_results
-from api.submit import (
+from diarq.api.auth import QUOTA_RETRY_AFTER_S, owner_filter, too_many
+from diarq.api.batch_entries import Entries, collect
+from diarq.api.errors import ApiError
+from diarq.api.jobs import after_delete, delete_job_row
+from diarq.api.pagination import newest_first, page_limit, split_page
+from diarq.api.results_zip import stream_results
+from diarq.api.submit import (
     after_commit,
     check_same_request,
     form_options,
     new_job,
-    pop_dedupe_flag,
-    pop_delivery_fields,
     probe_file,
-    request_sha256,
+    read_intake,
     reuse_result,
-    scoped_idempotency_key,
 )
-from shared.archive import ArchiveLimits
-from shared.db import session_scope
-from shared.dedupe import result_data
-from shared.errors import AudioError
-from shared.models import ACTIVE, QUEUED, STATUSES, SUCCEEDED, Batch, Job, utcnow
-from shared.options import check_job_model, parse_options
-from shared.renderers import FORMATS
-from shared.serialize import batch_links, batch_to_dict, iso
-from shared.storage import HashingWriter, Storage, StoredFile
+from diarq.shared.archive import ArchiveLimits
+from diarq.shared.db import session_scope
+from diarq.shared.dedupe import result_data
+from diarq.shared.errors import AudioError
+from diarq.shared.orm import ACTIVE, QUEUED, STATUSES, SUCCEEDED, Batch, Job, utcnow
+from diarq.shared.renderers import FORMATS
+from diarq.shared.serialize import batch_links, batch_to_dict, iso
+from diarq.shared.storage import HashingWriter, Storage, StoredFile
 
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 
@@ -63,15 +59,9 @@ def create_batch():  # noqa: ANN201
         raise ApiError(f"no files: send the recordings as repeated multipart/form-data "
                        f"field '{FILES_FIELD}', or one .zip/.tar/.tar.gz archive in it",
                        code="file_missing", http_status=400)
-    raw = form_options(exclude={FILES_FIELD})
-    dedupe = pop_dedupe_flag(raw)
-    webhook_url, priority = pop_delivery_fields(raw)
-    options = parse_options(raw)  # 422 invalid_options; the same options for every entry
-    check_job_model(options.asr_model, settings.profile)  # 422 asr_model_not_allowed
-
-    key = scoped_idempotency_key(request.headers.get("Idempotency-Key", ""))
-    request_hash = request_sha256([f"{name}:{w.sha256}" for name, w in parts], options, dedupe,
-                                  webhook_url=webhook_url, priority=priority)
+    intake = read_intake(form_options(exclude={FILES_FIELD}))  # one for every entry
+    options, key = intake.options, intake.idempotency_key
+    request_hash = intake.request_hash([f"{name}:{w.sha256}" for name, w in parts])
     if key:
         existing = _batch_by_key(key)
         if existing is not None:
@@ -94,8 +84,9 @@ def create_batch():  # noqa: ANN201
                 storage.delete(s.rel_path)
             return refused
         for job in created:
-            job.priority = priority
-        batch = Batch(id=batch_id, api_key_id=g.get("api_key_id"), webhook_url=webhook_url,
+            job.priority = intake.priority
+        batch = Batch(id=batch_id, api_key_id=g.get("api_key_id"),
+                      webhook_url=intake.webhook_url,
                       options=options.model_dump(exclude_none=True), idempotency_key=key,
                       request_sha256=request_hash, rejected=found.rejected,
                       created_at=utcnow())
@@ -104,7 +95,7 @@ def create_batch():  # noqa: ANN201
                 session.add(batch)
                 session.flush()  # the batch row first: jobs reference it
                 for job in created:
-                    if dedupe:
+                    if intake.dedupe:
                         reuse_result(session, job)
                     session.add(job)
         except IntegrityError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from api.submit import form_options, submit
+from diarq.api.submit import form_options, submit
 
 bp = Blueprint("compat", __name__)
 

@@ -8,9 +8,9 @@ from flask import Flask, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import DiarqError
-from shared.redact import redact
-from shared.storage import UploadTooLarge
+from diarq.shared.errors import DiarqError
+from diarq.shared.redact import redact
+from diarq.shared.storage import UploadTooLarge
 
 log = logging.getLogger(__name__)
 

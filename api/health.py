@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from shared.db import check_database
+from diarq.shared.db import check_database
 
 bp = Blueprint("health", __name__)
 SPEC_PATH = Path(__file__).with_name("openapi.json")

@@ -7,15 +7,15 @@ import uuid
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 
-from api.auth import owner_filter
-from api.errors import ApiError
-from api.pagination import newest_first, page_limit, split_page
-from api.submit import form_options, submit
-from shared import jobs
-from shared.db import session_scope
-from shared.dedupe import detach_copies, lock_for_delete, result_data
-from shared.models import ACTIVE, CANCELED, FAILED, STATUSES, SUCCEEDED, Job
-from shared.serialize import job_to_dict
+from diarq.api.auth import owner_filter
+from diarq.api.errors import ApiError
+from diarq.api.pagination import newest_first, page_limit, split_page
+from diarq.api.submit import form_options, submit
+from diarq.shared import jobs
+from diarq.shared.db import session_scope
+from diarq.shared.dedupe import detach_copies, lock_for_delete, result_data
+from diarq.shared.orm import ACTIVE, CANCELED, FAILED, STATUSES, SUCCEEDED, Job
+from diarq.shared.serialize import job_to_dict
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -79,8 +79,8 @@ def list_jobs():  # noqa: ANN201
 
 @bp.get("/<job_id>/result")
 def get_result(job_id: str):  # noqa: ANN201
-    from shared.renderers import CONTENT_TYPES, FORMATS, render
-    from shared.result import Result
+    from diarq.shared.renderers import CONTENT_TYPES, FORMATS, render
+    from diarq.shared.result import Result
 
     fmt = request.args.get("format", "json")
     if fmt not in FORMATS:
@@ -135,6 +135,6 @@ def after_delete(settings, job_id: str, audio: str | None, canceled: bool) -> No
     # a running worker sees `canceled` at its next check and stops; its writes are no-ops
     current_app.extensions["diarq"].storage.delete(audio)
     if canceled:
-        from worker.webhook_delivery import notify_terminal
+        from diarq.shared.webhook_queue import notify_terminal
 
         notify_terminal(current_app.extensions["diarq"].celery, settings, job_id)

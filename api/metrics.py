@@ -22,9 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, His
 from prometheus_client.exposition import generate_latest
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.models import STATUSES, SUCCEEDED, Job, JobResult
-from worker.celery_app import QUEUES
+from diarq.shared.celery_app import QUEUES
+from diarq.shared.db import session_scope
+from diarq.shared.orm import STATUSES, SUCCEEDED, Job, JobResult
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)

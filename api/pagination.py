@@ -13,8 +13,8 @@ from typing import Any
 from flask import request
 from sqlalchemy import Select, and_, or_
 
-from api.errors import ApiError
-from shared.serialize import iso
+from diarq.api.errors import ApiError
+from diarq.shared.serialize import iso
 
 MAX_LIMIT = 100
 

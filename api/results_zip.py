@@ -10,9 +10,9 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from shared.archive import clean_entry_name
-from shared.renderers import EXTENSIONS, render
-from shared.result import Result
+from diarq.shared.archive import clean_entry_name
+from diarq.shared.renderers import EXTENSIONS, render
+from diarq.shared.result import Result
 
 
 class _Pipe(io.RawIOBase):

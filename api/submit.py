@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +14,16 @@ from flask import current_app, g, jsonify, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError
-from api.upload import uploaded
-from shared.db import session_scope
-from shared.dedupe import canonical_json, find_reusable, options_sha256
-from shared.errors import AudioError
-from shared.models import QUEUED, SUCCEEDED, Job, utcnow
-from shared.options import JobOptions, check_job_model, parse_options
-from shared.serialize import job_to_dict
-from shared.settings import Settings
-from shared.storage import Storage, StoredFile
+from diarq.api.errors import ApiError
+from diarq.api.upload import uploaded
+from diarq.shared.db import session_scope
+from diarq.shared.dedupe import canonical_json, find_reusable, options_sha256
+from diarq.shared.errors import AudioError
+from diarq.shared.options import JobOptions, check_job_model, parse_options
+from diarq.shared.orm import QUEUED, SUCCEEDED, Job, utcnow
+from diarq.shared.serialize import job_to_dict
+from diarq.shared.settings import Settings
+from diarq.shared.storage import Storage, StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +42,13 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
     if writer is None:
         raise ApiError(f"no file: send the recording as multipart/form-data field "
                        f"'{file_field}'", code="file_missing", http_status=400)
-    dedupe = pop_dedupe_flag(raw_options)
-    webhook_url, priority = pop_delivery_fields(raw_options)
-    options = parse_options(raw_options)  # 422 invalid_options
-    check_job_model(options.asr_model, settings.profile)  # 422 asr_model_not_allowed
+    intake = read_intake(raw_options)
     if writer.size == 0:
         raise ApiError("the uploaded file is empty (0 bytes); send the complete recording",
                        code="audio_empty", http_status=400)
 
-    key = scoped_idempotency_key(request.headers.get("Idempotency-Key", ""))
-    request_hash = request_sha256([writer.sha256], options, dedupe,
-                                  webhook_url=webhook_url, priority=priority)
+    key = intake.idempotency_key
+    request_hash = intake.request_hash([writer.sha256])
     if key:
         existing = _by_key(key)
         if existing is not None:
@@ -68,12 +65,12 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
         storage.delete(stored.rel_path)
         raise probe_error_response(exc) from None
 
-    job = new_job(settings, job_id, stored, probe, options, filename=filename,
+    job = new_job(settings, job_id, stored, probe, intake.options, filename=filename,
                   idempotency_key=key, request_hash=request_hash)
-    job.webhook_url, job.priority = webhook_url, priority
+    job.webhook_url, job.priority = intake.webhook_url, intake.priority
     try:
         with session_scope(settings) as session:
-            if dedupe:
+            if intake.dedupe:
                 reuse_result(session, job)
             session.add(job)
     except IntegrityError:
@@ -86,6 +83,35 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
         return _answer(existing, 200)
     after_commit(settings, [job], stored=[stored])
     return _answer(job, 202)
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What a submit asks for besides its files (POST /v1/jobs, /api/diarize and
+    /v1/batches read it the same way): pipeline options and request fields."""
+
+    options: JobOptions
+    dedupe: bool
+    webhook_url: str | None
+    priority: int
+    idempotency_key: str | None
+
+    def request_hash(self, audio: list[str]) -> str:
+        """The request's fingerprint over ``audio`` (one entry per file)."""
+        return request_sha256(audio, self.options, self.dedupe,
+                              webhook_url=self.webhook_url, priority=self.priority)
+
+
+def read_intake(raw_options: dict[str, Any]) -> Intake:
+    """Form fields -> Intake; 422 for invalid options or a model this profile refuses.
+    ``raw_options`` loses the request fields (dedupe, webhook_url, priority)."""
+    settings = current_app.extensions["diarq"].settings
+    dedupe = pop_dedupe_flag(raw_options)
+    webhook_url, priority = pop_delivery_fields(raw_options)
+    options = parse_options(raw_options)  # 422 invalid_options
+    check_job_model(options.asr_model, settings.profile)  # 422 asr_model_not_allowed
+    key = scoped_idempotency_key(request.headers.get("Idempotency-Key", ""))
+    return Intake(options, dedupe, webhook_url, priority, key)
 
 
 def pop_dedupe_flag(raw_options: dict[str, Any]) -> bool:
@@ -105,8 +131,8 @@ def pop_dedupe_flag(raw_options: dict[str, Any]) -> bool:
 def pop_delivery_fields(raw_options: dict[str, Any]) -> tuple[str | None, int]:
     """``webhook_url`` and ``priority`` form fields (request fields, not pipeline options):
     the URL is checked against private targets now (422), and again before each delivery."""
-    from shared.webhooks import validate_webhook_url
-    from worker.celery_app import PRIORITIES
+    from diarq.shared.celery_app import PRIORITIES
+    from diarq.shared.webhooks import validate_webhook_url
 
     settings = current_app.extensions["diarq"].settings
     url = str(raw_options.pop("webhook_url", "") or "").strip() or None
@@ -142,7 +168,7 @@ def check_same_request(stored_hash: str | None, request_hash: str) -> None:
 
 def probe_file(path: Path, settings: Settings, filename: str | None):  # noqa: ANN201 (AudioProbe)
     """Duration and codec of a stored upload; AudioError when it is not usable audio."""
-    from api.probe import probe_upload
+    from diarq.shared.media import probe_upload
 
     return probe_upload(path, max_seconds=settings.max_audio_seconds, filename=filename)
 
@@ -190,8 +216,8 @@ def reuse_result(session: Session, job: Job) -> bool:
 def after_commit(settings: Settings, created: list[Job], *, stored: list[StoredFile]) -> None:
     """Committed first, then enqueued: a worker never sees an id the DB does not have.
     Dedupe copies are not enqueued, and their uploaded audio is not kept."""
-    from worker.celery_app import enqueue_job
-    from worker.webhook_delivery import notify_terminal
+    from diarq.shared.celery_app import enqueue_job
+    from diarq.shared.webhook_queue import notify_terminal
 
     storage: Storage = current_app.extensions["diarq"].storage
     celery = current_app.extensions["diarq"].celery

@@ -13,8 +13,8 @@ from typing import IO, Any
 from flask import Request, current_app, g
 from werkzeug.formparser import FormDataParser
 
-from api.multipart import StreamingMultipartParser
-from shared.storage import HashingWriter, Storage
+from diarq.api.multipart import StreamingMultipartParser
+from diarq.shared.storage import HashingWriter, Storage
 
 
 class UploadFormDataParser(FormDataParser):
@@ -48,7 +48,7 @@ class UploadRequest(Request):
         try:
             super()._load_form_data()
         except ValueError:
-            from api.errors import ApiError
+            from diarq.api.errors import ApiError
 
             raise ApiError(
                 "the multipart/form-data body could not be parsed (part headers must be UTF-8, "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify
 
-from api.errors import ApiError
-from shared.db import session_scope
-from shared.webhook_secrets import secret_for
-from shared.webhooks import SIGNATURE_HEADER
+from diarq.api.errors import ApiError
+from diarq.shared.db import session_scope
+from diarq.shared.webhook_secrets import secret_for
+from diarq.shared.webhooks import SIGNATURE_HEADER
 
 bp = Blueprint("webhook_secret", __name__)
 

@@ -1,5 +1,5 @@
-"""WSGI entry point for gunicorn: ``gunicorn api.wsgi:app`` (what `diarq api` runs)."""
+"""WSGI entry point for gunicorn: ``gunicorn diarq.api.wsgi:app`` (what `diarq api` runs)."""
 
-from api import create_app
+from diarq.api import create_app
 
 app = create_app()

@@ -32,10 +32,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# `python bench/pipeline.py` puts bench/ first on sys.path, where bench/queue.py
-# would shadow the standard library's queue module: use the project root instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 
 
@@ -48,7 +44,7 @@ def build_recording(corpus: Path, seconds: float, out: Path) -> float:
     wavs = sorted(corpus.rglob("*.wav"))
     if not wavs:
         raise SystemExit(f"no .wav files under {corpus}")
-    from worker.audio import probe_audio
+    from diarq.shared.media import probe_audio
 
     durations = [(w, probe_audio(w).duration or 0.0) for w in wavs]
     listing, total = [], 0.0
@@ -71,10 +67,10 @@ def build_recording(corpus: Path, seconds: float, out: Path) -> float:
 # --- children (one per measurement) ------------------------------------------------
 
 def child_diarq(path: Path, jobs: int) -> dict:
-    from shared.options import JobOptions
-    from shared.settings import get_settings
-    from worker.pipeline import run_pipeline
-    from worker.registry import ModelRegistry
+    from diarq.shared.options import JobOptions
+    from diarq.shared.settings import get_settings
+    from diarq.worker.pipeline import run_pipeline
+    from diarq.worker.registry import ModelRegistry
 
     t0 = time.perf_counter()
     reg = ModelRegistry(get_settings())
@@ -97,9 +93,9 @@ def child_bare(path: Path) -> dict:
     from pyannote.audio import Pipeline
     from whisperx.audio import load_audio
 
-    from shared.settings import get_settings
-    from worker.asr import resolve_model_path
-    from worker.offline_models import offline_model_paths
+    from diarq.shared.settings import get_settings
+    from diarq.worker.asr import resolve_model_path
+    from diarq.worker.offline_models import offline_model_paths
 
     settings = get_settings()
     load, t = 0.0, {}

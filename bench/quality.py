@@ -32,10 +32,6 @@ from typing import Any
 
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parent.parent
-# run as a script, bench/ would come first on sys.path and bench/queue.py would
-# shadow the standard library's queue module
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
 
 COLLARS = {"collar 0": 0.0, "collar 0.25 s": 0.5}  # name -> pyannote collar (total width)
 
@@ -135,9 +131,9 @@ def transcript_scores(rec: Recording, profile_settings: Any) -> dict[str, Any] |
         return None
     import jiwer
 
-    from shared.options import parse_options
-    from worker.pipeline import run_pipeline
-    from worker.registry import get_registry
+    from diarq.shared.options import parse_options
+    from diarq.worker.pipeline import run_pipeline
+    from diarq.worker.registry import get_registry
 
     result = run_pipeline(rec.wav, parse_options({}), registry=get_registry(profile_settings))
     hyp = normalize_text(" ".join(s.text for s in result.segments))
@@ -186,8 +182,8 @@ def repeated(audio: Any, ref: Any, uem: Any, times: int) -> tuple[Any, Any, Any]
 
 
 def run(corpus: Path, settings: Any, with_wer: bool = True, repeat: int = 1) -> dict[str, Any]:
-    from worker.audio import decode_audio
-    from worker.diarization import load_diarizer
+    from diarq.worker.audio import decode_audio
+    from diarq.worker.diarization import load_diarizer
 
     diarizer = load_diarizer(settings)
     recs = find_recordings(corpus)
@@ -275,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                              "robustness: the same speakers, longer); implies --no-wer")
     args = parser.parse_args(argv)
 
-    from shared.settings import load_settings
+    from diarq.shared.settings import load_settings
 
     overrides = {"profile": args.profile} if args.profile else {}
     settings = load_settings(**overrides)

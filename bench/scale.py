@@ -13,26 +13,18 @@ to submit is not counted (phase 1 queues every job before its workers start).
 Creates a scratch database and Redis key prefix, drops both at the end. Every loop is bounded.
 """
 
-# ruff: noqa: E402  (imports follow the sys.path fix below)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# bench/ holds queue.py: keep this folder off sys.path so `import queue` (stdlib) is not
-# shadowed; the repository root goes on it so bench.queue's helpers can be reused
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
 
 import argparse
 import os
 import threading
 import time
+from pathlib import Path
 
 import requests
 
-from bench.queue import (
+# run as a script, bench/ is on sys.path: the load bench's helpers are reused
+from queue_load import (
     ROOT,
     Proc,
     free_port,

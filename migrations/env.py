@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from shared.db import make_engine
-from shared.models import Base
-from shared.settings import get_settings
+from diarq.shared.db import make_engine
+from diarq.shared.orm import Base
+from diarq.shared.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from shared.errors import DiarqError
+from diarq.shared.errors import DiarqError
 
 CHUNK = 1 << 20
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from collections.abc import Iterator
@@ -11,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.errors import ConfigError
-from shared.settings import PROJECT_ROOT, Settings, get_settings
+from diarq.shared.errors import ConfigError
+from diarq.shared.settings import Settings, get_settings
 
 _lock = threading.Lock()
 _engines: dict[tuple[int, str], tuple[Engine, sessionmaker[Session]]] = {}
@@ -84,11 +85,19 @@ def check_database(settings: Settings | None = None) -> None:
         conn.execute(text("SELECT 1"))
 
 
+def migrations_dir() -> Path:
+    """The folder of the ``diarq.migrations`` package (a checkout's migrations/, or the
+    installed copy): found, not imported, because its env.py runs under Alembic."""
+    spec = importlib.util.find_spec("diarq.migrations")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the diarq.migrations package is missing: reinstall diarq")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def alembic_config(settings: Settings | None = None):  # noqa: ANN201 (alembic type)
     from alembic.config import Config
 
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    cfg = Config(str(migrations_dir() / "alembic.ini"))
     cfg.attributes["database_url"] = (settings or get_settings()).database_url
     return cfg
 

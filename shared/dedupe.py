@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.models import SUCCEEDED, Job, JobResult, utcnow
-from shared.options import JobOptions
+from diarq.shared.options import JobOptions
+from diarq.shared.orm import SUCCEEDED, Job, JobResult, utcnow
 
 
 def canonical_json(value: Any) -> str:

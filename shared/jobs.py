@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.models import (
+from diarq.shared.orm import (
     CANCELED,
     FAILED,
     QUEUED,
@@ -28,9 +28,9 @@ from shared.models import (
     JobResult,
     utcnow,
 )
-from shared.redact import redact
+from diarq.shared.redact import redact
 
-WORKER_LOST = "worker_lost"
+WORKER_LOST_CODE = "worker_lost"
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def claim(
         session.execute(
             update(Job)
             .where(claimable, Job.attempts >= max_attempts)
-            .values(**_failed_values(now, WORKER_LOST, _lost_message(max_attempts)))
+            .values(**_failed_values(now, WORKER_LOST_CODE, _lost_message(max_attempts)))
             .execution_options(synchronize_session=False)
         )
         session.commit()
@@ -225,7 +225,7 @@ def reap_stale_running(session: Session, *, stale_after_s: float,
         cond = and_(stale, Job.id == job_id)
         if attempts >= max_attempts:
             res = session.execute(update(Job).where(cond).values(
-                **_failed_values(now, WORKER_LOST, _lost_message(max_attempts)))
+                **_failed_values(now, WORKER_LOST_CODE, _lost_message(max_attempts)))
                 .execution_options(synchronize_session=False))
             if res.rowcount:
                 failed.append(job_id)

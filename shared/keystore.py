@@ -11,11 +11,11 @@ from datetime import datetime
 
 from sqlalchemy import or_, select
 
-from shared.apikeys import KEY_PREFIX, display_prefix, generate_key, hash_key
-from shared.db import session_scope
-from shared.errors import DiarqError
-from shared.models import ApiKey, utcnow
-from shared.settings import Settings
+from diarq.shared.apikeys import KEY_PREFIX, display_prefix, generate_key, hash_key
+from diarq.shared.db import session_scope
+from diarq.shared.errors import DiarqError
+from diarq.shared.orm import ApiKey, utcnow
+from diarq.shared.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.errors import InvalidOptions
+from diarq.shared.errors import InvalidOptions
 
 MAX_SPEAKERS = 32
 

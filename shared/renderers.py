@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from shared.errors import InvalidOptions
-from shared.result import Result
+from diarq.shared.errors import InvalidOptions
+from diarq.shared.result import Result
 
 FORMATS = ("json", "srt", "vtt", "txt", "tsv", "rttm")
 CONTENT_TYPES = {

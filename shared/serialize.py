@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import object_session
 
-from shared.jobs import as_utc
-from shared.models import ACTIVE, STATUSES, SUCCEEDED, Batch, Job, WebhookDelivery
+from diarq.shared.jobs import as_utc
+from diarq.shared.orm import ACTIVE, STATUSES, SUCCEEDED, Batch, Job, WebhookDelivery
 
 PRIORITY_NAMES = {0: "high", 5: "normal", 9: "low"}
 STAGES = ("decode", "diarize", "transcribe", "align", "assign")

@@ -2,6 +2,11 @@
 
 Every value can be set as ``DIARQ_<NAME>`` (e.g. ``DIARQ_DATABASE_URL``).
 Invalid values fail at start-up with a message naming the variable to fix.
+
+Where the embedded default keeps its data: ``./var`` (``DIARQ_DATA_DIR``: database,
+broker folder, uploads, logs) and ``./models`` (``DIARQ_MODEL_DIR``) under the working
+directory the command starts in, made absolute at start. Nothing is found relative to
+the code, so an installed wheel works like a checkout.
 """
 
 from __future__ import annotations
@@ -11,22 +16,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.errors import ConfigError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_VAR = PROJECT_ROOT / "var"
+from diarq.shared.errors import ConfigError
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DIARQ_", extra="ignore", case_sensitive=False)
 
     # --- service -----------------------------------------------------------
-    database_url: str = f"sqlite:///{DEFAULT_VAR / 'diarq.db'}"
-    broker_url: str = f"filesystem://{DEFAULT_VAR / 'broker'}"
-    storage_dir: Path = DEFAULT_VAR / "storage"
+    # the embedded default's data (module docstring); the three below default inside it
+    data_dir: Path = Field(default_factory=lambda: Path("var"))
+    database_url: str = ""  # default: sqlite:///<data_dir>/diarq.db
+    broker_url: str = ""  # default: filesystem://<data_dir>/broker
+    storage_dir: Path | None = None  # default: <data_dir>/storage
     host: str = "127.0.0.1"
     port: int = Field(3001, ge=1, le=65535)
     max_upload_mb: int = Field(1024, ge=1)
@@ -46,7 +50,7 @@ class Settings(BaseSettings):
 
     # --- pipeline ----------------------------------------------------------
     profile: Literal["offline", "hub"] = "offline"
-    model_dir: Path = PROJECT_ROOT / "models"
+    model_dir: Path = Field(default_factory=lambda: Path("models"))
     # offline: "base" (multilingual) or "tiny.en"; hub: any faster-whisper name or a directory
     asr_model: str = "base"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -95,17 +99,30 @@ class Settings(BaseSettings):
 
     hf_token: SecretStr | None = Field(default=None, exclude=True)
 
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        """Relative directories are taken from the working directory, once, so every
+        process started from it (``diarq up``'s children) agrees on them."""
+        self.data_dir = self.data_dir.expanduser().absolute()
+        self.model_dir = self.model_dir.expanduser().absolute()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'diarq.db'}"
+        if not self.broker_url:
+            self.broker_url = f"filesystem://{self.data_dir / 'broker'}"
+        self.storage_dir = (self.storage_dir or self.data_dir / "storage").expanduser()
+        return self
+
     @field_validator("database_url")
     @classmethod
     def _db_url(cls, v: str) -> str:
-        if not v.startswith(("sqlite", "postgresql")):
+        if v and not v.startswith(("sqlite", "postgresql")):
             raise ValueError("use sqlite:///path.db or postgresql+psycopg://user@host/db")
         return v
 
     @field_validator("broker_url")
     @classmethod
     def _broker_url(cls, v: str) -> str:
-        if not v.startswith(("redis://", "rediss://", "filesystem://", "sqla+", "memory://")):
+        if v and not v.startswith(("redis://", "rediss://", "filesystem://", "sqla+", "memory://")):
             raise ValueError(
                 "use redis://host:6379/0 (production) or filesystem:///path/to/dir (embedded)"
             )
@@ -135,7 +152,7 @@ class Settings(BaseSettings):
     @property
     def webhook_delays(self) -> tuple[float, ...]:
         """Seconds to wait before each retry of a webhook delivery."""
-        from shared.webhooks import RETRY_DELAYS_S
+        from diarq.shared.webhooks import RETRY_DELAYS_S
 
         text = self.webhook_retry_delays_s.strip()
         if not text:

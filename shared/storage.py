@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from shared.settings import Settings
+from diarq.shared.hashing import sha256_file
+from diarq.shared.settings import Settings
 
 
 class UploadTooLarge(Exception):
@@ -100,16 +101,13 @@ class Storage:
     def keep_file(self, path: Path, job_id: str) -> StoredFile:
         """Like keep_audio for a file already under storage (an extracted archive entry):
         hash it, then move it to its final generated name."""
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+        digest = sha256_file(path)
         size = path.stat().st_size
         rel = f"audio/{job_id[:2]}/{job_id}"
         dest = self.root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, dest)
-        return StoredFile(rel, digest.hexdigest(), size)
+        return StoredFile(rel, digest, size)
 
     def scratch_dir(self) -> Path:
         """A new empty directory under storage (same filesystem: entries move by rename)."""

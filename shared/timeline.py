@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.result import Result
+from diarq.shared.result import Result
 
 
 def draw_timeline(result: Result, path: Path, *, width_in: float = 12.0) -> None:

@@ -10,8 +10,8 @@ import secrets
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.models import ApiKey
-from shared.settings import Settings
+from diarq.shared.orm import ApiKey
+from diarq.shared.settings import Settings
 
 
 def secret_for(session: Session, settings: Settings, api_key_id: int | None) -> str | None:

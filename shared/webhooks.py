@@ -14,7 +14,7 @@ import socket
 import time
 from urllib.parse import urlsplit
 
-from shared.errors import InvalidOptions
+from diarq.shared.errors import InvalidOptions
 
 SIGNATURE_HEADER = "Diarq-Signature"
 # ~1h10m in total: 10 s, 30 s, 1 min, 2 min, 5 min, 10 min, 20 min, 30 min

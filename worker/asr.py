@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from shared.errors import InvalidOptions, ModelError
-from shared.result import Segment, Word
+from diarq.shared.errors import InvalidOptions, ModelError
+from diarq.shared.media import SAMPLE_RATE
+from diarq.shared.result import Segment, Word
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 OFFLINE_ASR_MODELS = ("base", "tiny.en")
 Progress = Callable[[float], None]
 
@@ -43,24 +43,6 @@ class Transcript:
     language: str | None
     # what produced it, for the result's "models" block
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover - torch is always installed with the ML extra
-        return "cpu"
-
-
-def resolve_compute_type(compute_type: str, device: str) -> str:
-    """float16 on GPU, int8 on CPU unless configured."""
-    if compute_type != "auto":
-        return compute_type
-    return "float16" if device == "cuda" else "int8"
 
 
 def resolve_model_path(name: str, *, profile: str, model_dir: Path) -> str:
@@ -75,7 +57,7 @@ def resolve_model_path(name: str, *, profile: str, model_dir: Path) -> str:
             )
         return str(as_path)
     if name in OFFLINE_ASR_MODELS:
-        from worker.offline_models import offline_model_paths, require_offline_models
+        from diarq.worker.offline_models import offline_model_paths, require_offline_models
 
         local = offline_model_paths(model_dir).whisper(name)
         if profile == "offline":

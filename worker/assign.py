@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared.result import Segment, Speaker, Turn, Word
+from diarq.shared.result import Segment, Speaker, Turn, Word
 
 # Languages written without spaces between words: split segments join words bare.
 _NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "km", "my", "yue", "bo"}

@@ -13,22 +13,25 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from celery import Celery
 from sqlalchemy.orm import Session
 
-from shared import jobs
-from shared.db import session_scope
-from shared.errors import DiarqError
-from shared.logging import job_context
-from shared.models import Job
-from shared.options import check_job_model, parse_options
-from shared.redact import redact
-from shared.settings import Settings
-from shared.storage import Storage
+from diarq.shared import jobs
+from diarq.shared.celery_app import make_celery
+from diarq.shared.db import session_scope
+from diarq.shared.errors import DiarqError
+from diarq.shared.logging import job_context
+from diarq.shared.options import check_job_model, parse_options
+from diarq.shared.orm import Job
+from diarq.shared.redact import redact
+from diarq.shared.settings import Settings
+from diarq.shared.storage import Storage
+from diarq.shared.webhook_queue import notify_terminal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TIMEOUT = "timeout"
+TIMEOUT_CODE = "timeout"
 # final writes (claim, result, failure) outlive a database restart for this long
 DB_RETRY_FOR_S = 120.0
 
@@ -163,8 +166,12 @@ def with_db_retry(write: Callable[[], T], what: str, *, retry_for_s: float = DB_
 
 
 def execute_job(job_id: str, *, settings: Settings, worker_name: str,
-                registry: Any = None, startup_error: DiarqError | None = None) -> str:
+                registry: Any = None, startup_error: DiarqError | None = None,
+                celery: Celery | None = None) -> str:
     """Run one delivery of ``diarq.process_job``; returns the outcome (for logs/tests).
+
+    ``celery``: the app that queues the job's webhook when it ends (the worker's own;
+    default: one made from ``settings``).
 
     Raises :class:`WorkerUnusable` (before touching the row) when ``startup_error`` says
     this process could not load its models: the job is not this worker's to fail.
@@ -172,21 +179,22 @@ def execute_job(job_id: str, *, settings: Settings, worker_name: str,
     from celery.exceptions import SoftTimeLimitExceeded
 
     token = str(uuid.uuid4())
+    producer = celery if celery is not None else make_celery(settings)
     with job_context(job_id):
         if startup_error is not None:
             log.warning("not claimed: this worker could not load its models code=%s; "
                         "the job goes back to the queue", startup_error.code)
             raise WorkerUnusable(startup_error)
         try:
-            return _attempt(settings, job_id, token, worker_name, registry)
+            return _attempt(settings, job_id, token, worker_name, registry, producer)
         except SoftTimeLimitExceeded:
             # wherever it hit (claim, pipeline, result or failure write, webhook queueing):
             # the attempt's token makes this a no-op when the job already ended
-            return _fail_timeout(settings, job_id, token)
+            return _fail_timeout(settings, job_id, token, producer)
 
 
 def _attempt(settings: Settings, job_id: str, token: str, worker_name: str,
-             registry: Any) -> str:
+             registry: Any, celery: Celery) -> str:
     def _claim() -> jobs.Claim | None:
         with session_scope(settings) as session:
             return jobs.claim(session, job_id, token=token, worker=worker_name,
@@ -203,25 +211,27 @@ def _attempt(settings: Settings, job_id: str, token: str, worker_name: str,
     monitor = JobMonitor(settings, job_id, token)
     monitor.start()
     try:
-        return _run(settings, claim, monitor, registry)
+        return _run(settings, claim, monitor, registry, celery)
     finally:
         monitor.stop()
 
 
-def _fail_timeout(settings: Settings, job_id: str, token: str) -> str:
-    log.warning("failed code=%s (soft time limit)", TIMEOUT)
-    outcome = _finish_failed(settings, job_id, token, TIMEOUT,
-                             lambda session: job_timeout_message(settings, session, job_id))
+def _fail_timeout(settings: Settings, job_id: str, token: str, celery: Celery) -> str:
+    log.warning("failed code=%s (soft time limit)", TIMEOUT_CODE)
+    outcome = _finish_failed(settings, job_id, token, TIMEOUT_CODE,
+                             lambda session: job_timeout_message(settings, session, job_id),
+                             celery)
     if outcome != "failed":
         log.info("the attempt had already ended (finished, cancelled or taken over): "
                  "nothing written")
     return outcome
 
 
-def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: Any) -> str:
+def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: Any,
+         celery: Celery) -> str:
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from worker.pipeline import JobCancelled, run_pipeline
+    from diarq.worker.pipeline import JobCancelled, run_pipeline
 
     t0 = time.perf_counter()
     try:
@@ -248,11 +258,11 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
     except DiarqError as exc:
         log.warning("failed code=%s message=%s", exc.code, redact(exc.message))
         return _finish_failed(settings, claim.job_id, claim.token, exc.code,
-                              redact(exc.message))
+                              redact(exc.message), celery)
     except Exception:
         log.exception("internal error")
         return _finish_failed(settings, claim.job_id, claim.token, "internal_error",
-                              INTERNAL_MESSAGE)
+                              INTERNAL_MESSAGE, celery)
     data = result.to_dict()
     data["job_id"] = claim.job_id
 
@@ -264,20 +274,12 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
     log.info("finished outcome=%s seconds=%.3f", "succeeded" if stored else "lost",
              time.perf_counter() - t0)
     if stored:
-        _notify(settings, claim.job_id)
+        notify_terminal(celery, settings, claim.job_id)
     return "succeeded" if stored else "lost"
 
 
-def _notify(settings: Settings, job_id: str) -> None:
-    """Queue the job's webhook (never blocks or fails the job: errors are only logged)."""
-    from worker.celery_app import app
-    from worker.webhook_delivery import notify_terminal
-
-    notify_terminal(app, settings, job_id)
-
-
 def _finish_failed(settings: Settings, job_id: str, token: str, code: str,
-                   message: str | Callable[[Session], str]) -> str:
+                   message: str | Callable[[Session], str], celery: Celery) -> str:
     """running -> failed if this attempt (``token``) still owns the job; ``message`` may
     be read from the row in the same session."""
     def _fail() -> bool:
@@ -287,5 +289,5 @@ def _finish_failed(settings: Settings, job_id: str, token: str, code: str,
 
     stored = with_db_retry(_fail, "failure write")
     if stored:
-        _notify(settings, job_id)
+        notify_terminal(celery, settings, job_id)  # never blocks or fails the job
     return "failed" if stored else "lost"

@@ -31,11 +31,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.errors import ModelError
+from diarq.shared.errors import ModelError
+from diarq.shared.hashing import sha256_file
 
 MANIFEST = ".diarq-manifest.json"
 # bump when the layout or a generated file changes: older components get rebuilt
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 _CHUNK = 4 * 1024 * 1024
 
 # progress(label, done_bytes, total_bytes)
@@ -140,7 +141,7 @@ DIARIZATION = (
         "segmentation/pytorch_model.bin",
         _src(_WX, "assets/pytorch_model.bin", SEGMENTATION_SHA256, "whisperx"),
     ),
-    # GE2E speaker encoder weights (resemblyzer); loaded by worker.diarization.ge2e
+    # GE2E speaker encoder weights (resemblyzer); loaded by diarq.worker.diarization.ge2e
     _copy("embedding/ge2e.pt", _src(_RES, "pretrained.pt", GE2E_SHA256, "resemblyzer")),
 )
 
@@ -151,7 +152,7 @@ DIARIZATION_CONFIG = """\
 dependencies:
   pyannote.audio: 4.0.7
 pipeline:
-  name: worker.diarization.offline_pipeline.OfflineSpeakerDiarization
+  name: diarq.worker.diarization.offline_pipeline.OfflineSpeakerDiarization
   params:
     segmentation: $model/segmentation
     embedding: $model/embedding
@@ -225,12 +226,6 @@ def _find_package_file(src: Source) -> Path:
     )
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _corrupt(what: str, expected: str, got: str) -> ModelError:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ModelError
-from shared.options import JobOptions
-from shared.result import AudioInfo, Result, Turn
-from shared.settings import get_settings
+from diarq.shared.errors import ModelError
+from diarq.shared.options import JobOptions
+from diarq.shared.result import AudioInfo, Result, Turn
+from diarq.shared.settings import get_settings
+from diarq.shared.versions import package_version
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,10 @@ def run_pipeline(
     if settings.bench_trivial_pipeline_s is not None:
         return _bench_trivial(settings.bench_trivial_pipeline_s, job_id)
 
-    from worker.assign import assign
-    from worker.audio import SAMPLE_RATE, decode_audio, probe_audio
-    from worker.registry import get_registry
+    from diarq.shared.media import SAMPLE_RATE, probe_audio
+    from diarq.worker.assign import assign
+    from diarq.worker.audio import decode_audio
+    from diarq.worker.registry import get_registry
 
     registry = registry or get_registry(settings)
     report = _Reporter(progress, should_cancel)
@@ -194,7 +195,7 @@ def run_pipeline(
 
     models: dict[str, Any] = {
         **registry.describe(),
-        "diarq": _version("diarq"),
+        "diarq": package_version("diarq"),
         "diarization": diarizer.describe() if diarizer is not None else None,
         "asr": asr.describe(),
         "alignment": alignment,
@@ -226,8 +227,3 @@ def _bench_trivial(seconds: float, job_id: str | None) -> Result:
     )
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None

@@ -18,12 +18,12 @@ import threading
 
 from celery import Celery
 
-from shared import jobs
-from shared.db import session_scope
-from shared.models import Job
-from shared.settings import Settings
-from worker.celery_app import enqueue_job
-from worker.webhook_delivery import notify_terminal
+from diarq.shared import jobs
+from diarq.shared.celery_app import enqueue_job
+from diarq.shared.db import session_scope
+from diarq.shared.orm import Job
+from diarq.shared.settings import Settings
+from diarq.shared.webhook_queue import notify_terminal
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def reap_once(app: Celery, settings: Settings) -> dict[str, list[str]]:
         log.warning("reaper requeued stale running job job_id=%s", job_id)
     for job_id in failed:
         log.warning("reaper failed job out of attempts job_id=%s code=%s", job_id,
-                    jobs.WORKER_LOST)
+                    jobs.WORKER_LOST_CODE)
     for job_id in resent:
         log.info("reaper re-enqueued old queued job job_id=%s", job_id)
     return {"requeued": requeued, "failed": failed, "resent": resent}

@@ -2,28 +2,25 @@
 
 A Celery worker calls ``get_registry().warm_up()`` after fork (never in the
 parent: CTranslate2/torch thread pools do not survive fork). The registry
-notices a fork by its pid and starts empty in the child.
-
-Thread counts are set here, on purpose (measured on 2 cores, see bench/pipeline.py):
-torch (diarization) and CTranslate2 (Whisper) each bring an OpenMP runtime, and
-after a transcription the torch stage of the next job ran 1.6-1.8x slower:
-with CTranslate2 at all cores, torch's OpenMP threads stop spinning and sleep on
-every parallel region (~150k context switches per minute of audio); with
-CTranslate2 at one thread, torch's thread count was found reset to 1. So
-CTranslate2 gets half the cores (on 2 cores: 1 thread, which transcribed a
-10-minute recording in 35 s against 47 s with 2 threads and 48 s with
-faster-whisper's default) and torch's count is set again before every torch stage.
+notices a fork by its pid and starts empty in the child. Device and thread
+choices come from diarq.worker.runtime.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 from typing import Any
 
-from shared.settings import Settings, get_settings
+from diarq.shared.settings import Settings, get_settings
+from diarq.worker.runtime import (
+    asr_threads,
+    configure_threads,
+    resolve_compute_type,
+    resolve_device,
+    set_torch_threads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,55 +29,15 @@ _registry: ModelRegistry | None = None
 _registry_pid: int | None = None
 
 
-def available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def set_torch_threads(threads: int) -> int:
-    """Set torch's intra-op thread count (0: every core this process may use) where it
-    differs; returns the count. Called before every torch stage (module docstring: a
-    CTranslate2 model in the same process can leave torch with another count)."""
-    import torch
-
-    n = threads or available_cores()
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-    return n
-
-
-def configure_threads(threads: int) -> int:
-    """Size the torch pools; returns the thread count torch stages use.
-
-    OMP_WAIT_POLICY is left alone: PASSIVE made diarization 1.6x slower and ACTIVE
-    made transcription 1.5x slower (idle threads of the other runtime spin).
-    """
-    os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
-
-    n = set_torch_threads(threads)
-    # stages are sequential: no inter-op parallelism. RuntimeError: already set, or
-    # parallel work already started in this process.
-    with contextlib.suppress(RuntimeError):
-        torch.set_num_interop_threads(1)
-    return n
-
-
 class ModelRegistry:
     """Holds the diarizer, ASR models (by name) and alignment models (by language)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        from worker.asr import resolve_compute_type, resolve_device
-
         self.settings = settings or get_settings()
         self.device = resolve_device(self.settings.device)
         self.compute_type = resolve_compute_type(self.settings.compute_type, self.device)
         self.threads = configure_threads(self.settings.threads)
-        # see the module docstring: half the cores for CTranslate2 on CPU
-        self.asr_threads = self.threads if self.device == "cuda" else max(1, self.threads // 2)
+        self.asr_threads = asr_threads(self.threads, self.device)
         self._lock = threading.RLock()
         self._diarizer: Any = None
         self._asr: dict[str, Any] = {}
@@ -88,14 +45,14 @@ class ModelRegistry:
         self._nltk_set = False
 
     def before_torch_stage(self) -> None:
-        """Re-apply torch's thread count (CTranslate2 can leave it at 1; module docstring)."""
+        """Re-apply torch's thread count (CTranslate2 can leave it at 1; see runtime)."""
         set_torch_threads(self.threads)
 
     # --- diarization --------------------------------------------------------
     def diarizer(self) -> Any:
         with self._lock:
             if self._diarizer is None:
-                from worker.diarization import load_diarizer
+                from diarq.worker.diarization import load_diarizer
 
                 self._diarizer = load_diarizer(self.settings)
             return self._diarizer
@@ -107,7 +64,7 @@ class ModelRegistry:
         return self.settings.profile == "hub"
 
     def asr(self, name: str | None = None) -> Any:
-        from worker.asr import WhisperAsr, resolve_model_path
+        from diarq.worker.asr import WhisperAsr, resolve_model_path
 
         name = name or self.settings.asr_model
         with self._lock:
@@ -128,7 +85,7 @@ class ModelRegistry:
             return self._asr[name]
 
     def aligner(self, language: str) -> Any:
-        from worker.asr import Aligner, set_nltk_data
+        from diarq.worker.asr import Aligner, set_nltk_data
 
         with self._lock:
             if not self._nltk_set:

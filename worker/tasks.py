@@ -1,6 +1,6 @@
 """Celery tasks (thin) and worker life-cycle hooks.
 
-Start with ``diarq worker`` (or ``celery -A worker.tasks worker``).
+Start with ``diarq worker`` (or ``celery -A diarq.worker.tasks worker``).
 """
 
 from __future__ import annotations
@@ -13,17 +13,20 @@ import socket
 from celery import platforms, signals
 from celery.exceptions import Reject
 
-from shared import jobs
-from shared.db import session_scope
-from shared.errors import DiarqError
-from shared.logging import setup_logging
-from shared.redact import redact
-from worker.celery_app import TASK_NAME, WEBHOOK_TASK, app
-from worker.execution import TIMEOUT, WorkerUnusable, execute_job, job_timeout_message
-from worker.reaper import Reaper
-from worker.webhook_delivery import deliver, notify_terminal
+from diarq.shared import jobs
+from diarq.shared.celery_app import TASK_NAME, WEBHOOK_TASK, make_celery
+from diarq.shared.db import session_scope
+from diarq.shared.errors import DiarqError
+from diarq.shared.logging import setup_logging
+from diarq.shared.redact import redact
+from diarq.shared.webhook_queue import notify_terminal
+from diarq.worker.execution import TIMEOUT_CODE, WorkerUnusable, execute_job, job_timeout_message
+from diarq.worker.reaper import Reaper
+from diarq.worker.webhook_delivery import deliver
 
 log = logging.getLogger(__name__)
+# the worker's app: `diarq worker` runs it, `celery -A diarq.worker.tasks` finds it
+app = make_celery()
 settings = app.conf.diarq_settings
 
 # per process, set after fork
@@ -88,7 +91,7 @@ def _load_models(**_: object) -> None:
     if settings.bench_trivial_pipeline_s is not None:
         log.warning("bench-trivial pipeline: no models loaded, results are empty")
         return
-    from worker.registry import get_registry
+    from diarq.worker.registry import get_registry
 
     try:
         _registry = get_registry(settings)
@@ -143,13 +146,13 @@ def _hard_time_limit(sender: object = None, task_id: str | None = None,
     host = _worker_host or socket.gethostname()
     try:
         with session_scope(settings) as session:
-            failed = jobs.fail_running(session, job_id, host, TIMEOUT,
+            failed = jobs.fail_running(session, job_id, host, TIMEOUT_CODE,
                                        job_timeout_message(settings, session, job_id))
     except Exception:  # the reaper still catches the row through its stale heartbeat
         log.exception("could not fail timed-out job job_id=%s", job_id)
         return
     log.warning("hard time limit: pool process killed job_id=%s failed=%s code=%s",
-                job_id, failed, TIMEOUT)
+                job_id, failed, TIMEOUT_CODE)
     if failed:
         notify_terminal(app, settings, job_id)
 
@@ -159,7 +162,7 @@ def process_job(self, job_id: str) -> str:  # noqa: ANN001 (celery task self)
     worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
     try:
         return execute_job(job_id, settings=settings, worker_name=worker, registry=_registry,
-                           startup_error=_startup_error)
+                           startup_error=_startup_error, celery=app)
     except WorkerUnusable as exc:
         # acks_late: the message is put back on the broker (not acknowledged, not failed)
         raise Reject(exc.error.code, requeue=True) from None

@@ -1,6 +1,7 @@
-"""Webhook delivery: queued when a job (or a whole batch) reaches a terminal state,
-POSTed by the ``diarq.deliver_webhook`` task on the ``webhooks`` queue, retried with
-the backoff of ``Settings.webhook_delays``; every attempt is a webhook_deliveries row.
+"""Webhook delivery: queued when a job (or a whole batch) reaches a terminal state
+(diarq.shared.webhook_queue, which API and worker both call), POSTed by the
+``diarq.deliver_webhook`` task on the ``webhooks`` queue, retried with the backoff of
+``Settings.webhook_delays``; every attempt is a webhook_deliveries row.
 
 Nothing here may block or fail a job: errors are logged and recorded, never raised
 into the pipeline.
@@ -16,65 +17,29 @@ from typing import Any
 
 import requests
 from celery import Celery
-from sqlalchemy import exists, update
 
-from shared.db import session_scope
-from shared.errors import InvalidOptions
-from shared.models import ACTIVE, Batch, Job, WebhookDelivery, utcnow
-from shared.settings import Settings
-from shared.webhook_secrets import secret_for
-from shared.webhooks import SIGNATURE_HEADER, sign, validate_webhook_url
-from worker.celery_app import enqueue_webhook
+from diarq.shared.celery_app import enqueue_webhook
+from diarq.shared.db import session_scope
+from diarq.shared.errors import InvalidOptions
+from diarq.shared.orm import Batch, Job, WebhookDelivery, utcnow
+from diarq.shared.settings import Settings
+from diarq.shared.webhook_secrets import secret_for
+from diarq.shared.webhooks import SIGNATURE_HEADER, sign, validate_webhook_url
 
 log = logging.getLogger(__name__)
-TERMINAL_EVENTS = {"succeeded": "job.succeeded", "failed": "job.failed",
-                   "canceled": "job.canceled"}
-BATCH_EVENT = "batch.finished"
-
-
-def notify_terminal(app: Celery, settings: Settings, job_id: str) -> None:
-    """Queue the webhooks due now that ``job_id`` is terminal: its own, and its batch's
-    when it was the batch's last active job. Never raises."""
-    try:
-        due: list[tuple[str, str, str]] = []
-        with session_scope(settings) as session:
-            job = session.get(Job, job_id)
-            if job is None or job.status not in TERMINAL_EVENTS:
-                return
-            if job.webhook_url:
-                due.append(("job", job.id, TERMINAL_EVENTS[job.status]))
-            if job.batch_id and _close_batch(session, job.batch_id):
-                due.append(("batch", job.batch_id, BATCH_EVENT))
-        for kind, target_id, event in due:
-            enqueue_webhook(app, kind, target_id, event)
-    except Exception:
-        log.warning("could not queue webhook job_id=%s", job_id, exc_info=True)
-
-
-def _close_batch(session: Any, batch_id: str) -> bool:
-    """True for exactly one caller: the one that marks a webhook batch finished once none
-    of its jobs is active (each caller runs after its own job's commit, so the last one
-    sees every job terminal)."""
-    active = exists().where(Job.batch_id == batch_id, Job.status.in_(ACTIVE))
-    res = session.execute(update(Batch)
-                          .where(Batch.id == batch_id, Batch.webhook_url.is_not(None),
-                                 Batch.finished_at.is_(None), ~active)
-                          .values(finished_at=utcnow())
-                          .execution_options(synchronize_session=False))
-    return res.rowcount == 1
 
 
 def _payload(session: Any, kind: str, target_id: str,
              event: str) -> tuple[str, int | None, dict[str, Any]] | None:
     """(url, owner key id, JSON payload as the API shows the object), None if gone."""
     if kind == "job":
-        from shared.serialize import job_to_dict
+        from diarq.shared.serialize import job_to_dict
 
         job = session.get(Job, target_id)
         if job is None or not job.webhook_url:
             return None
         return job.webhook_url, job.api_key_id, {"event": event, "job": job_to_dict(job)}
-    from shared.serialize import batch_to_dict
+    from diarq.shared.serialize import batch_to_dict
 
     batch = session.get(Batch, target_id)
     if batch is None or not batch.webhook_url:

@@ -44,7 +44,7 @@ def create_database(admin_url: str) -> str:
 
 
 def drop_database(admin_url: str, name: str) -> None:
-    from shared.db import _engines
+    from diarq.shared.db import _engines
 
     for engine, _ in list(_engines.values()):
         engine.dispose()
@@ -64,15 +64,15 @@ class Stack:
             "DIARQ_STORAGE_DIR": str(storage),
             **overrides,
         }
-        from shared.db import upgrade
-        from shared.settings import load_settings
+        from diarq.shared.db import upgrade
+        from diarq.shared.settings import load_settings
 
         values = {k[len("DIARQ_"):].lower(): v for k, v in self.env.items()
                   if k.startswith("DIARQ_") and not k.startswith("DIARQ_TEST_")}
         self.settings = load_settings(**values)
         upgrade(self.settings)
         self.key = create_key_with_cli(self.env, "faults")
-        from api import create_app
+        from diarq.api import create_app
 
         self.app = use_key(create_app({"DIARQ_SETTINGS": self.settings, "TESTING": True}),
                            self.key)
@@ -105,15 +105,15 @@ class Stack:
         return ids
 
     def rows(self, ids: list[str]) -> dict[str, Any]:
-        from shared.db import session_scope
-        from shared.models import Job
+        from diarq.shared.db import session_scope
+        from diarq.shared.orm import Job
 
         with session_scope(self.settings) as s:
             return {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(ids)))}
 
     def result_counts(self, ids: list[str]) -> dict[str, int]:
-        from shared.db import session_scope
-        from shared.models import JobResult
+        from diarq.shared.db import session_scope
+        from diarq.shared.orm import JobResult
 
         with session_scope(self.settings) as s:
             counted = dict(s.execute(select(JobResult.job_id, func.count())
@@ -132,7 +132,7 @@ class Stack:
     def close(self) -> None:
         for w in self.workers:
             w.stop()
-        from shared.db import _engines
+        from diarq.shared.db import _engines
 
         for engine, _ in list(_engines.values()):
             engine.dispose()

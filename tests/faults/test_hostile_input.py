@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import PROJECT_ROOT
-from tests.integration.services import wait_until
+from tests.integration.services import ROOT, wait_until
 
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -73,7 +72,7 @@ def media(tmp_path_factory, speech_wav: Path) -> dict[str, Path]:  # noqa: ANN00
 
 @pytest.fixture(scope="module")
 def stack(make_stack):  # noqa: ANN001, ANN201
-    if not (PROJECT_ROOT / "models" / "diarization").is_dir():
+    if not (ROOT / "models" / "diarization").is_dir():
         pytest.fail("offline models missing: run `make models` (diarq models prepare) first")
     s = make_stack(DIARQ_ASR_MODEL="tiny.en", DIARQ_MAX_UPLOAD_MB="3")
     # the real offline pipeline: failures come from real decoding and real models

@@ -24,7 +24,7 @@ def stack(make_stack):  # noqa: ANN001, ANN201
 
 
 def _client(stack, **update):  # noqa: ANN001, ANN003, ANN202
-    from api import create_app
+    from diarq.api import create_app
 
     return use_key(create_app({"DIARQ_SETTINGS": stack.settings.model_copy(update=update),
                                "TESTING": True}), stack.key).test_client()
@@ -39,7 +39,7 @@ def _submit(client, path: Path) -> dict:  # noqa: ANN001
 
 def _send(stack, job_id: str, **limits: float) -> None:  # noqa: ANN001
     """Deliver ``job_id`` to the worker's queue (it was submitted to the parked queue)."""
-    from worker.celery_app import TASK_NAME
+    from diarq.shared.celery_app import TASK_NAME
 
     stack.app.extensions["diarq"].celery.send_task(
         TASK_NAME, args=[job_id], queue=stack.settings.job_queue,
@@ -112,7 +112,7 @@ def test_soft_time_limit_during_the_result_write(stack, speech_wav: Path):  # no
     attempt; it is not left `running` for the reaper to run again."""
     from sqlalchemy import text
 
-    from shared.db import get_engine
+    from diarq.shared.db import get_engine
 
     parked = _client(stack, job_queue=PARKED, job_time_limit_base_s=600.0)
     job_id = _submit(parked, speech_wav)["id"]

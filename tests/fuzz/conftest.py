@@ -14,8 +14,8 @@ from tests.integration.conftest import pg_database  # noqa: F401 (fixture: a DB 
 
 @pytest.fixture(scope="module")
 def fuzz_settings(pg_database: str, tmp_path_factory):  # noqa: ANN001, ANN201, F811
-    from shared.db import upgrade
-    from shared.settings import load_settings
+    from diarq.shared.db import upgrade
+    from diarq.shared.settings import load_settings
 
     s = load_settings(
         database_url=pg_database, broker_url="memory://",
@@ -30,14 +30,14 @@ def fuzz_settings(pg_database: str, tmp_path_factory):  # noqa: ANN001, ANN201, 
 
 @pytest.fixture(scope="module")
 def fuzz_app(fuzz_settings):  # noqa: ANN001, ANN201
-    from api import create_app
+    from diarq.api import create_app
 
     return create_app({"DIARQ_SETTINGS": fuzz_settings, "TESTING": True})
 
 
 @pytest.fixture(scope="module")
 def fuzz_key(fuzz_settings) -> str:  # noqa: ANN001
-    from shared.keystore import create_key
+    from diarq.shared.keystore import create_key
 
     return create_key(fuzz_settings, "fuzz")[1]
 
@@ -47,10 +47,10 @@ def seeded_jobs(fuzz_settings, fuzz_key) -> list[str]:  # noqa: ANN001
     """Ids the fuzzer substitutes for generated ones, so that status, result rendering
     (every format) and delete run on real rows: a succeeded job with a result, a queued
     one, a failed one (all the key's), and another key's job (must stay 404)."""
-    from shared.db import session_scope
-    from shared.keystore import authenticate, create_key
-    from shared.models import FAILED, QUEUED, SUCCEEDED, Job, JobResult, utcnow
-    from shared.result import AudioInfo, Result, Segment, Speaker, Turn, Word
+    from diarq.shared.db import session_scope
+    from diarq.shared.keystore import authenticate, create_key
+    from diarq.shared.orm import FAILED, QUEUED, SUCCEEDED, Job, JobResult, utcnow
+    from diarq.shared.result import AudioInfo, Result, Segment, Speaker, Turn, Word
 
     key_id = authenticate(fuzz_settings, fuzz_key)
     other_id = authenticate(fuzz_settings, create_key(fuzz_settings, "other")[1])

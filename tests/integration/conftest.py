@@ -38,7 +38,7 @@ def pg_database() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     finally:
-        from shared.db import _engines
+        from diarq.shared.db import _engines
 
         for engine, _ in list(_engines.values()):
             engine.dispose()
@@ -96,7 +96,7 @@ def service_env(pg_database: str, redis_prefix: str, tmp_path_factory) -> dict[s
 
 
 def _settings_from(env: dict[str, str]):  # noqa: ANN202
-    from shared.settings import load_settings
+    from diarq.shared.settings import load_settings
 
     prefix = "DIARQ_"
     values = {k[len(prefix):].lower(): v for k, v in env.items()
@@ -106,7 +106,7 @@ def _settings_from(env: dict[str, str]):  # noqa: ANN202
 
 @pytest.fixture(scope="session")
 def settings(service_env: dict[str, str]):  # noqa: ANN201
-    from shared.db import upgrade
+    from diarq.shared.db import upgrade
 
     s = _settings_from(service_env)
     upgrade(s)  # Alembic, never create_all: drift between models and migrations shows
@@ -141,7 +141,7 @@ def api_key(settings, service_env: dict[str, str]) -> str:  # noqa: ANN001
 @pytest.fixture(scope="session")
 def api_key_id(settings, api_key: str) -> int:  # noqa: ANN001
     """Id of ``api_key``: rows a test inserts directly must belong to it to be visible."""
-    from shared.keystore import authenticate
+    from diarq.shared.keystore import authenticate
 
     key_id = authenticate(settings, api_key)
     assert key_id is not None
@@ -150,7 +150,7 @@ def api_key_id(settings, api_key: str) -> int:  # noqa: ANN001
 
 @pytest.fixture(scope="session")
 def app(settings, api_key: str):  # noqa: ANN001, ANN201
-    from api import create_app
+    from diarq.api import create_app
 
     return use_key(create_app({"DIARQ_SETTINGS": settings, "TESTING": True}), api_key)
 
@@ -163,7 +163,7 @@ def client(app, workers):  # noqa: ANN001, ANN201
 @pytest.fixture(scope="session")
 def app_for_queue(settings, api_key: str):  # noqa: ANN001, ANN201
     """An API app that routes jobs to another queue (same DB, broker and storage)."""
-    from api import create_app
+    from diarq.api import create_app
 
     def make(queue: str):  # noqa: ANN202
         return use_key(create_app({"DIARQ_SETTINGS": settings.model_copy(

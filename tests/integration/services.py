@@ -18,7 +18,7 @@ import requests
 from jsonschema import Draft202012Validator
 
 ROOT = Path(__file__).resolve().parents[2]
-DIARQ = [sys.executable, "-c", "from shared.cli import main; main()"]
+DIARQ = [sys.executable, "-c", "from diarq.cli import main; main()"]
 SPEC = json.loads((ROOT / "api" / "openapi.json").read_text())
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.dedupe import find_reusable
-from shared.models import Job, JobResult
+from diarq.shared.db import session_scope
+from diarq.shared.dedupe import find_reusable
+from diarq.shared.orm import Job, JobResult
 from tests.integration.keys import bearer, create_key_with_cli
 from tests.integration.services import check_spec, wait_until
 from tests.integration.test_jobs import submit, wait_done
@@ -274,8 +274,8 @@ def test_a_dedupe_submit_racing_a_delete_keeps_its_result(client, settings, uniq
 def test_dedupe_is_on_by_default(app, settings, api_key, unique_wav, workers):  # noqa: ANN001
     """The shipped default (DIARQ_DEDUPE unset) reuses results without any form field;
     the suite's other tests run with it off because they resubmit one recording."""
-    from api import create_app
-    from shared.settings import Settings
+    from diarq.api import create_app
+    from diarq.shared.settings import Settings
     from tests.integration.keys import use_key
 
     assert Settings.model_fields["dedupe"].default is True
@@ -368,7 +368,7 @@ def test_another_key_gets_404(client, other_key, unique_wav):  # noqa: ANN001
 
 def test_batch_counts_against_the_queued_quota(settings, service_env, unique_wav):  # noqa: ANN001
     """A batch adds many jobs at once: the per-key queued quota holds for all of them."""
-    from api import create_app
+    from diarq.api import create_app
     from tests.integration.keys import use_key
 
     key = create_key_with_cli(service_env, f"batch-quota-{uuid.uuid4().hex[:6]}")

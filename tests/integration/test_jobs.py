@@ -9,8 +9,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.models import Job, JobResult
+from diarq.shared.db import session_scope
+from diarq.shared.orm import Job, JobResult
 from tests.integration.services import check_spec, wait_until
 
 pytestmark = pytest.mark.integration

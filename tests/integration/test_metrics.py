@@ -7,8 +7,8 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.models import SUCCEEDED, Job
+from diarq.shared.db import session_scope
+from diarq.shared.orm import SUCCEEDED, Job
 from tests.integration.services import check_spec
 from tests.integration.test_jobs import submit, wait_done
 

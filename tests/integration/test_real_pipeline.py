@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from shared.serialize import overall_progress
-from shared.settings import PROJECT_ROOT
-from tests.integration.services import WorkerProcess, check_spec, wait_until
+from diarq.shared.serialize import overall_progress
+from tests.integration.services import ROOT, WorkerProcess, check_spec, wait_until
 from tests.integration.test_jobs import submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_real_pipeline_end_to_end(app_for_queue, service_env, log_dir, data_dir):  # noqa: ANN001
-    if not (PROJECT_ROOT / "models" / "diarization").is_dir():
+    if not (ROOT / "models" / "diarization").is_dir():
         pytest.fail("offline models missing: run `make models` (diarq models prepare) first")
     client = app_for_queue("gpu").test_client()  # routing: only the real worker listens here
     worker = WorkerProcess("real", service_env, log_dir, queues="gpu")

@@ -10,9 +10,9 @@ import pytest
 from kombu import Queue
 from sqlalchemy import func, select
 
-from shared import jobs
-from shared.db import session_scope
-from shared.models import FAILED, QUEUED, RUNNING, Job, JobResult, utcnow
+from diarq.shared import jobs
+from diarq.shared.db import session_scope
+from diarq.shared.orm import FAILED, QUEUED, RUNNING, Job, JobResult, utcnow
 from tests.integration.services import WorkerProcess, check_spec, wait_until
 from tests.integration.test_jobs import result_count, submit, wait_done
 
@@ -48,7 +48,7 @@ def test_sigkilled_worker_job_finishes_on_another(app_for_queue, settings, servi
 
 def test_same_task_delivered_twice_gives_one_result(client, app, settings, workers,  # noqa: ANN001
                                                      speech_wav):
-    from worker.celery_app import enqueue_job
+    from diarq.shared.celery_app import enqueue_job
 
     job = check_spec(submit(client, speech_wav), "/v1/jobs", "POST")
     # a second message for the same job: what a redelivery or a retried publish produces
@@ -115,8 +115,8 @@ def test_reaper_requeues_stale_running_and_lost_queued(client, settings, workers
 def test_reaper_counts_the_brokers_messages_and_leaves_a_backlog_alone(settings) -> None:  # noqa: ANN001
     """A queue nobody consumes, on the real Redis: the count covers every priority list,
     and old queued rows whose messages are all still there are not re-sent."""
-    from worker.celery_app import PRIORITIES, enqueue_job, make_celery
-    from worker.reaper import broker_waiting
+    from diarq.shared.celery_app import PRIORITIES, enqueue_job, make_celery
+    from diarq.worker.reaper import broker_waiting
 
     app = make_celery(settings)
     queue = f"backlog-{uuid.uuid4().hex[:8]}"

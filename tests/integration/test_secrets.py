@@ -15,7 +15,7 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from shared.db import get_engine
+from diarq.shared.db import get_engine
 from tests.integration.keys import bearer, create_key_with_cli
 from tests.integration.services import DIARQ, ROOT, WorkerProcess, running_api, wait_until
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.db import session_scope
-from shared.errors import ConfigError
-from shared.models import Job
+from diarq.shared.db import session_scope
+from diarq.shared.errors import ConfigError
+from diarq.shared.orm import Job
 from tests.integration.keys import bearer, create_key_with_cli, use_key
 from tests.integration.services import (
     DIARQ,
@@ -97,7 +97,7 @@ def test_revoked_key_gets_401(app, settings, service_env, speech_wav):  # noqa: 
 def test_keys_are_stored_hashed(settings, api_key):  # noqa: ANN001
     from sqlalchemy import text
 
-    from shared.db import get_engine
+    from diarq.shared.db import get_engine
 
     with get_engine(settings).connect() as conn:
         rows = [" ".join(map(str, r)) for r in conn.execute(text("SELECT * FROM api_keys"))]
@@ -147,7 +147,7 @@ def test_idempotency_keys_are_per_api_key(client, other_key, speech_wav):  # noq
 
 
 def test_auth_off_refused_on_a_public_address(settings):  # noqa: ANN001
-    from api import create_app
+    from diarq.api import create_app
 
     exposed = settings.model_copy(update={"auth": "off", "host": "0.0.0.0"})
     with pytest.raises(ConfigError) as info:
@@ -167,7 +167,7 @@ def test_diarq_api_refuses_auth_off_on_public_host(service_env):  # noqa: ANN001
 
 def test_auth_off_embedded_mode_needs_no_key(settings, speech_wav):  # noqa: ANN001
     """DIARQ_AUTH=off (what `diarq up` uses on 127.0.0.1): no key, key-less jobs only."""
-    from api import create_app
+    from diarq.api import create_app
 
     app = create_app({"DIARQ_SETTINGS": settings.model_copy(
         update={"auth": "off", "job_queue": "idle-auth-off"}), "TESTING": True})
@@ -227,7 +227,7 @@ def _wav_claiming(path: Path, seconds: float, src: Path) -> Path:
 
 
 def test_duration_limit_and_lying_headers(settings, api_key, speech_wav, tmp_path):  # noqa: ANN001
-    from api import create_app
+    from diarq.api import create_app
 
     limited = use_key(create_app({"DIARQ_SETTINGS": settings.model_copy(
         update={"max_audio_seconds": 3.0, "job_queue": "idle-duration"}), "TESTING": True}),
@@ -248,7 +248,7 @@ def test_duration_limit_and_lying_headers(settings, api_key, speech_wav, tmp_pat
 
 
 def test_rate_limit_and_queued_quota_per_key(app, settings, service_env, speech_wav):  # noqa: ANN001
-    from api import create_app
+    from diarq.api import create_app
 
     # a fresh key and a queue nobody serves: jobs stay queued, counts are exact
     key = create_key_with_cli(service_env, "limited")
@@ -282,7 +282,7 @@ def test_rate_limit_and_queued_quota_per_key(app, settings, service_env, speech_
 
 def app_for_idle(settings, service_env):  # noqa: ANN001, ANN201
     """A client with its own key on a queue nobody serves."""
-    from api import create_app
+    from diarq.api import create_app
 
     key = create_key_with_cli(service_env, f"idle-{uuid.uuid4().hex[:6]}")
     return use_key(create_app({"DIARQ_SETTINGS": settings.model_copy(

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from shared.webhooks import SIGNATURE_HEADER, verify
+from diarq.shared.webhooks import SIGNATURE_HEADER, verify
 from tests.integration.keys import use_key
 from tests.integration.services import check_spec, wait_until
 from tests.integration.test_batches import post_batch, wait_batch
@@ -98,7 +98,7 @@ def test_batch_webhook_once_when_all_jobs_end(client, speech_wav):  # noqa: ANN0
 
 
 def test_private_target_refused_without_the_setting(settings, api_key, speech_wav):  # noqa: ANN001
-    from api import create_app
+    from diarq.api import create_app
 
     strict = settings.model_copy(update={"webhook_allow_private": False})
     client = use_key(create_app({"DIARQ_SETTINGS": strict, "TESTING": True}),
@@ -120,7 +120,7 @@ def test_bad_priority_refused(client, speech_wav):  # noqa: ANN001
 def test_target_checked_again_before_each_attempt(app, client, settings, speech_wav):  # noqa: ANN001
     """A target allowed at submit but private at delivery time (DNS changed, or the
     operator turned the allowance off) is refused without a request and logged."""
-    from worker.webhook_delivery import deliver
+    from diarq.worker.webhook_delivery import deliver
 
     with Receiver() as hook:
         job = submit(client, speech_wav, webhook_url=hook.url).get_json()

@@ -9,8 +9,8 @@ import subprocess
 import pytest
 from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.models import Job
+from diarq.shared.db import session_scope
+from diarq.shared.orm import Job
 from tests.integration.conftest import TRIVIAL_S
 from tests.integration.services import (
     DIARQ,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DIARQ = [sys.executable, "-c", "from shared.cli import main; main()"]
+DIARQ = [sys.executable, "-c", "from diarq.cli import main; main()"]
 JFK = ROOT / "tests" / "data" / "jfk.wav"
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.settings import load_settings
+from diarq.shared.settings import load_settings
 
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -16,7 +16,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 @pytest.fixture(scope="session")
 def offline_models() -> Path:
-    from worker.offline_models import prepare_offline_models
+    from diarq.worker.offline_models import prepare_offline_models
 
     settings = load_settings()
     prepare_offline_models(settings.model_dir)  # only verifies when already prepared
@@ -25,14 +25,14 @@ def offline_models() -> Path:
 
 @pytest.fixture(scope="module")
 def diarizer(offline_models: Path):  # type: ignore[no-untyped-def]
-    from worker.diarization import load_diarizer
+    from diarq.worker.diarization import load_diarizer
 
     return load_diarizer(load_settings(profile="offline", model_dir=offline_models))
 
 
 @pytest.fixture(scope="module")
 def falcon() -> np.ndarray:
-    from worker.audio import decode_audio
+    from diarq.worker.audio import decode_audio
 
     return decode_audio(DATA / "falcon_test.wav")
 
@@ -81,7 +81,7 @@ def test_num_speakers_is_honoured(diarizer, falcon) -> None:  # type: ignore[no-
 
 
 def test_two_speaker_telephone_sample(diarizer) -> None:  # type: ignore[no-untyped-def]
-    from worker.audio import decode_audio
+    from diarq.worker.audio import decode_audio
 
     audio = decode_audio(DATA / "sample.wav")
     turns = diarizer.diarize(audio, num_speakers=2)
@@ -111,7 +111,7 @@ def test_config_loads_with_pyannote_from_pretrained(offline_models: Path) -> Non
     """bench and air-gapped users load the assembled directory with pyannote's own API."""
     from pyannote.audio import Pipeline
 
-    from worker.offline_models import offline_model_paths
+    from diarq.worker.offline_models import offline_model_paths
 
     pipeline = Pipeline.from_pretrained(offline_model_paths(offline_models).diarization_config)
     assert type(pipeline).__name__ == "OfflineSpeakerDiarization"
@@ -121,8 +121,8 @@ def test_hub_profile_with_local_directory_needs_no_token(
     offline_models: Path, falcon: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Air-gapped sites point DIARQ_HUB_DIARIZATION_MODEL at a directory: no token, no hub."""
-    from worker.diarization import load_diarizer
-    from worker.offline_models import offline_model_paths
+    from diarq.worker.diarization import load_diarizer
+    from diarq.worker.offline_models import offline_model_paths
 
     monkeypatch.delenv("HUGGINGFACE_HUB_TOKEN", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import AudioError
-from shared.options import parse_options
-from shared.renderers import FORMATS, render
-from shared.settings import load_settings
+from diarq.shared.errors import AudioError
+from diarq.shared.options import parse_options
+from diarq.shared.renderers import FORMATS, render
+from diarq.shared.settings import load_settings
 
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def registry():
-    from worker.registry import ModelRegistry
+    from diarq.worker.registry import ModelRegistry
 
     reg = ModelRegistry(load_settings())
     reg.warm_up()
@@ -36,7 +36,7 @@ def registry():
 
 @pytest.fixture(scope="module")
 def sample_result(registry):
-    from worker.pipeline import run_pipeline
+    from diarq.worker.pipeline import run_pipeline
 
     events: list[tuple[str, float]] = []
     result = run_pipeline(SAMPLE, parse_options({}), registry=registry,
@@ -104,7 +104,7 @@ def test_sample_speakers_match_reference_turns(sample_result):
 
 def test_progress_is_monotonic_and_in_stage_order(sample_result):
     _, events = sample_result
-    from worker.pipeline import STAGES
+    from diarq.worker.pipeline import STAGES
 
     assert [s for s in dict.fromkeys(s for s, _ in events)] == list(STAGES)
     for stage in STAGES:
@@ -113,7 +113,7 @@ def test_progress_is_monotonic_and_in_stage_order(sample_result):
 
 
 def test_result_renders_in_every_format_with_participants(registry):
-    from worker.pipeline import run_pipeline
+    from diarq.worker.pipeline import run_pipeline
 
     result = run_pipeline(SAMPLE, parse_options({"participants": "Diane, Sheila"}),
                           registry=registry)
@@ -128,7 +128,7 @@ def test_result_renders_in_every_format_with_participants(registry):
 
 
 def test_jfk_one_speaker_from_a_video_file(registry, tmp_path):
-    from worker.pipeline import run_pipeline
+    from diarq.worker.pipeline import run_pipeline
 
     video = tmp_path / "jfk.mp4"
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
@@ -141,7 +141,7 @@ def test_jfk_one_speaker_from_a_video_file(registry, tmp_path):
 
 
 def test_no_diarize_and_no_align(registry):
-    from worker.pipeline import run_pipeline
+    from diarq.worker.pipeline import run_pipeline
 
     result = run_pipeline(JFK, parse_options({"diarize": False, "align": False}),
                           registry=registry)
@@ -152,7 +152,7 @@ def test_no_diarize_and_no_align(registry):
 
 
 def test_silence_gives_an_empty_result(registry, tmp_path):
-    from worker.pipeline import run_pipeline
+    from diarq.worker.pipeline import run_pipeline
 
     silence = tmp_path / "silence.wav"
     subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", str(silence), "trim", "0", "8"],
@@ -177,7 +177,7 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_bad_inputs_fail_with_their_code(registry, tmp_path):
-    from worker.pipeline import run_pipeline
+    from diarq.worker.pipeline import run_pipeline
 
     for code, path in _bad_files(tmp_path).items():
         with pytest.raises(AudioError) as info:
@@ -186,7 +186,7 @@ def test_bad_inputs_fail_with_their_code(registry, tmp_path):
 
 
 def test_cancel_between_stages(registry):
-    from worker.pipeline import JobCancelled, run_pipeline
+    from diarq.worker.pipeline import JobCancelled, run_pipeline
 
     seen: list[str] = []
     with pytest.raises(JobCancelled):
@@ -196,8 +196,8 @@ def test_cancel_between_stages(registry):
 
 
 def test_bench_trivial_pipeline_is_labelled():
-    from worker.pipeline import run_pipeline
-    from worker.registry import ModelRegistry
+    from diarq.worker.pipeline import run_pipeline
+    from diarq.worker.registry import ModelRegistry
 
     reg = ModelRegistry(load_settings(bench_trivial_pipeline_s=0.01))
     result = run_pipeline(JFK, parse_options({}), registry=reg, job_id="j")

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings, load_settings
+from diarq.shared.settings import Settings, load_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings on a fresh SQLite database with the Alembic migrations applied."""
-    from shared.db import upgrade
+    from diarq.shared.db import upgrade
 
     s = load_settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
                       broker_url=f"filesystem://{tmp_path / 'broker'}")

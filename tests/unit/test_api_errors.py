@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import load_settings
+from diarq.shared.settings import load_settings
 
 
 @pytest.fixture
 def app(tmp_path: Path):  # noqa: ANN201
-    from api import create_app
-    from shared.db import upgrade
+    from diarq.api import create_app
+    from diarq.shared.db import upgrade
 
     settings = load_settings(
         database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
@@ -30,7 +30,7 @@ def app(tmp_path: Path):  # noqa: ANN201
     upgrade(settings)
     from flask.testing import FlaskClient
 
-    from shared.keystore import create_key
+    from diarq.shared.keystore import create_key
 
     _, key = create_key(settings, "unit")
 

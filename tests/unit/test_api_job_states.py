@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from shared import jobs
-from shared.db import session_scope
-from shared.models import Job, JobResult, utcnow
+from diarq.shared import jobs
+from diarq.shared.db import session_scope
+from diarq.shared.orm import Job, JobResult, utcnow
 
 
 def _job(settings, **values) -> str:  # noqa: ANN001
@@ -80,7 +80,7 @@ def test_reaper_requeues_then_fails_after_max_attempts(settings) -> None:  # noq
         requeued, failed = jobs.reap_stale_running(s, stale_after_s=60, max_attempts=3)
     assert (requeued, failed) == ([retry], [give_up])
     assert _row(settings, retry).status == "queued"
-    assert _row(settings, give_up).error_code == jobs.WORKER_LOST
+    assert _row(settings, give_up).error_code == jobs.WORKER_LOST_CODE
     assert _row(settings, fresh).status == "running"
 
 

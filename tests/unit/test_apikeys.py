@@ -1,5 +1,5 @@
-from shared.apikeys import KEY_PREFIX, display_prefix, generate_key, hash_key, parse_bearer
-from shared.redact import REDACTED, redact
+from diarq.shared.apikeys import KEY_PREFIX, display_prefix, generate_key, hash_key, parse_bearer
+from diarq.shared.redact import REDACTED, redact
 
 
 def test_keys_are_unique_hashed_and_redacted():

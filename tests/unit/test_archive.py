@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from shared.archive import ArchiveError, ArchiveLimits, clean_entry_name, extract_archive
+from diarq.shared.archive import ArchiveError, ArchiveLimits, clean_entry_name, extract_archive
 
 
 def _zip(path, entries):

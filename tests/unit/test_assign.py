@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.result import Segment, Turn, Word
-from worker.assign import assign, speakers_for_spans, talk_times
+from diarq.shared.result import Segment, Turn, Word
+from diarq.worker.assign import assign, speakers_for_spans, talk_times
 
 
 def W(word, start, end):  # noqa: N802 - short builder for readable tables

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.errors import AudioError
-from worker.audio import SAMPLE_RATE, decode_audio, probe_audio
+from diarq.shared.errors import AudioError
+from diarq.shared.media import SAMPLE_RATE, probe_audio
+from diarq.worker.audio import decode_audio
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SAMPLE = DATA / "sample.wav"  # 30 s, 16 kHz mono
@@ -134,7 +135,7 @@ def test_header_shorter_than_data_still_decodes_everything(tmp_path):
 
 
 def test_long_audio_is_cut_at_quiet_points():
-    from worker.asr import split_points
+    from diarq.worker.asr import split_points
 
     rng = np.random.default_rng(0)
     # 100 s of "speech" (noise) with a 0.5 s silence at 28-28.5 s, 61-61.5 s and 90-90.5 s

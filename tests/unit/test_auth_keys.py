@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import ConfigError, DiarqError
-from shared.settings import load_settings
+from diarq.shared.errors import ConfigError, DiarqError
+from diarq.shared.settings import load_settings
 
 
 def test_key_life_cycle(settings) -> None:  # noqa: ANN001
-    from shared.apikeys import hash_key
-    from shared.keystore import authenticate, create_key, list_keys, revoke_key
+    from diarq.shared.apikeys import hash_key
+    from diarq.shared.keystore import authenticate, create_key, list_keys, revoke_key
 
     info, key = create_key(settings, "alice")
     assert key.startswith("dq_") and len(key) > 40 and key.startswith(info.prefix)
@@ -28,7 +28,7 @@ def test_key_life_cycle(settings) -> None:  # noqa: ANN001
 
 
 def test_revoke_errors(settings) -> None:  # noqa: ANN001
-    from shared.keystore import create_key, revoke_key
+    from diarq.shared.keystore import create_key, revoke_key
 
     with pytest.raises(DiarqError) as info:
         revoke_key(settings, "dq_nothere")
@@ -44,13 +44,13 @@ def test_revoke_errors(settings) -> None:  # noqa: ANN001
     ("example.com", False), ("", False),
 ])
 def test_is_loopback(host: str, loopback: bool) -> None:
-    from api.auth import is_loopback
+    from diarq.api.auth import is_loopback
 
     assert is_loopback(host) is loopback
 
 
 def test_auth_off_exposure_check(settings) -> None:  # noqa: ANN001
-    from api.auth import check_auth_exposure
+    from diarq.api.auth import check_auth_exposure
 
     check_auth_exposure(settings.model_copy(update={"auth": "on"}), "0.0.0.0")
     check_auth_exposure(settings.model_copy(update={"auth": "off"}), "127.0.0.1")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 import zipfile
 
-from api.batch_entries import source_name
-from api.results_zip import result_stem, stream_results
-from shared.cli.batch import chunks, output_stems
+from diarq.api.batch_entries import source_name
+from diarq.api.results_zip import result_stem, stream_results
+from diarq.cli.batch import chunks, output_stems
 
 
 def test_source_names_keep_folders_but_never_escape() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.diarization.clustering import SpeakerCountClustering
+from diarq.worker.diarization.clustering import SpeakerCountClustering
 
 
 def _speakers(sizes: list[int], spread: float = 0.15, dim: int = 64, seed: int = 0):  # type: ignore[no-untyped-def]

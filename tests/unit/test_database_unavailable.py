@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import load_settings
+from diarq.shared.settings import load_settings
 
 
 def _closed_port() -> int:
@@ -19,7 +19,7 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("auth", ["on", "off"])
 def test_database_down_is_503_json(tmp_path: Path, auth: str) -> None:
-    from api import create_app
+    from diarq.api import create_app
 
     settings = load_settings(
         database_url=f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/nowhere",

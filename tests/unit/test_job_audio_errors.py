@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.db import session_scope
-from shared.models import Job
-from shared.settings import Settings
+from diarq.shared.db import session_scope
+from diarq.shared.orm import Job
+from diarq.shared.settings import Settings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.wav"  # 30 s
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ff
                                              (None, "the upload")])
 def test_truncated_upload_is_named_as_uploaded(settings: Settings, tmp_path: Path,
                                                filename: str | None, shown: str) -> None:
-    from worker.execution import execute_job
+    from diarq.worker.execution import execute_job
 
     settings = settings.model_copy(update={"storage_dir": tmp_path / "storage"})
     job_id = str(uuid.uuid4())

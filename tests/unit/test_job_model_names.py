@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import InvalidOptions
-from shared.options import check_job_model
+from diarq.shared.errors import InvalidOptions
+from diarq.shared.options import check_job_model
 
 
 @pytest.mark.parametrize("name, profile", [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from shared.logging import JobIdFilter, JsonFormatter, job_context
+from diarq.shared.logging import JobIdFilter, JsonFormatter, job_context
 
 
 def _line(message: str, *args: object, exc: bool = False) -> dict:
@@ -39,7 +39,7 @@ def test_json_log_tracebacks_are_redacted(monkeypatch) -> None:  # noqa: ANN001
     """The JSON formatter must use the redacted traceback, not format the exception anew."""
     import sys
 
-    from shared.redact import RedactingFilter
+    from diarq.shared.redact import RedactingFilter
 
     token = "hf_jsonLeakCanary0123456789abcdefghij"
     monkeypatch.setenv("HF_TOKEN", token)

@@ -15,8 +15,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import MultiPartParser
 from werkzeug.wsgi import LimitedStream
 
-from api import multipart
-from api.multipart import StreamingMultipartParser
+from diarq.api import multipart
+from diarq.api.multipart import StreamingMultipartParser
 
 B = b"----b0undary42"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import ModelError
-from worker import offline_models as om
+from diarq.shared.errors import ModelError
+from diarq.worker import offline_models as om
 
 
 @pytest.fixture(scope="module")

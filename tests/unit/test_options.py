@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shared.cli import cli
-from shared.errors import InvalidOptions
-from shared.options import parse_options
+from diarq.cli import cli
+from diarq.shared.errors import InvalidOptions
+from diarq.shared.options import parse_options
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -52,7 +52,7 @@ def test_cli_reports_missing_file_without_traceback(tmp_path):
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-c", "from shared.cli import main; main()", "process",
+        [sys.executable, "-c", "from diarq.cli import main; main()", "process",
          str(tmp_path / "nope.wav")],
         capture_output=True, text=True, check=False,
     )

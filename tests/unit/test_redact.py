@@ -1,6 +1,6 @@
 import logging
 
-from shared.redact import REDACTED, RedactingFilter, install_redaction, redact
+from diarq.shared.redact import REDACTED, RedactingFilter, install_redaction, redact
 
 TOKEN = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 

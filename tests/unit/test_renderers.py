@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from shared.errors import InvalidOptions
-from shared.renderers import CONTENT_TYPES, FORMATS, render, timestamp
-from shared.result import AudioInfo, Result, Segment, Speaker, Turn, Word
+from diarq.shared.errors import InvalidOptions
+from diarq.shared.renderers import CONTENT_TYPES, FORMATS, render, timestamp
+from diarq.shared.result import AudioInfo, Result, Segment, Speaker, Turn, Word
 
 
 def _result(names: tuple[str | None, str | None] = (None, None)) -> Result:

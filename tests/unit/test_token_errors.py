@@ -13,10 +13,10 @@ import requests
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from huggingface_hub.utils import hf_raise_for_status
 
-from shared.errors import ModelError
-from shared.settings import load_settings
-from worker.diarization import load_hub_diarizer
-from worker.diarization.hub_errors import call_hub
+from diarq.shared.errors import ModelError
+from diarq.shared.settings import load_settings
+from diarq.worker.diarization import load_hub_diarizer
+from diarq.worker.diarization.hub_errors import call_hub
 
 TOKEN = "hf_SecretTokenValue0123456789abcdefXYZ"
 MODEL = "pyannote/speaker-diarization-3.1"
@@ -125,7 +125,7 @@ def test_missing_local_directory(tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_from_pretrained_returning_none_is_a_model_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.diarization as diarization
+    import diarq.worker.diarization.backends as diarization
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setattr(diarization, "_from_pretrained", lambda checkpoint, token: None)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import ConfigError
-from shared.settings import load_settings
+from diarq.shared.errors import ConfigError
+from diarq.shared.settings import load_settings
 
 
 def test_default_schedule_retries_for_more_than_an_hour() -> None:

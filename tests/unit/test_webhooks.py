@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from shared.errors import InvalidOptions
-from shared.webhooks import RETRY_DELAYS_S, sign, validate_webhook_url, verify
+from diarq.shared.errors import InvalidOptions
+from diarq.shared.webhooks import RETRY_DELAYS_S, sign, validate_webhook_url, verify
 
 
 def test_signature_round_trip_and_tamper():

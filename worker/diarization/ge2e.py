@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SAMPLE_RATE = 16000
+from diarq.shared.media import SAMPLE_RATE
+
 N_FFT = 400  # 25 ms
 HOP = 160  # 10 ms
 N_MELS = 40

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from shared.errors import ModelError
-from shared.redact import redact
+from diarq.shared.errors import ModelError
+from diarq.shared.redact import redact
 
 T = TypeVar("T")
 

@@ -17,8 +17,8 @@ from pyannote.audio.core.io import Audio
 from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
 
-from worker.diarization.clustering import SpeakerCountClustering
-from worker.diarization.ge2e import GE2EEmbedding
+from diarq.worker.diarization.clustering import SpeakerCountClustering
+from diarq.worker.diarization.ge2e import GE2EEmbedding
 
 # Segmentation post-processing for pyannote/segmentation v2 (values of pyannote's
 # own speaker-diarization 2.1 recipe for this checkpoint).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from shared.settings import get_settings
+from diarq.shared.settings import get_settings
 
 
 @click.group("keys")
@@ -18,7 +18,7 @@ def keys_group() -> None:
 @click.option("--name", required=True, help="Who or what uses the key (shown in `list`).")
 def create_cmd(name: str) -> None:
     """Create a key and print it once (only its digest is stored)."""
-    from shared.keystore import create_key
+    from diarq.shared.keystore import create_key
 
     info, key = create_key(get_settings(), name)
     click.echo(f"created key id={info.id} prefix={info.prefix} name={info.name!r}; it is "
@@ -29,7 +29,7 @@ def create_cmd(name: str) -> None:
 @keys_group.command("list")
 def list_cmd() -> None:
     """Keys with id, prefix, name, created and revoked times (never the key)."""
-    from shared.keystore import list_keys
+    from diarq.shared.keystore import list_keys
 
     rows = list_keys(get_settings())
     if not rows:
@@ -47,7 +47,7 @@ def list_cmd() -> None:
 @click.argument("id_or_prefix")
 def revoke_cmd(id_or_prefix: str) -> None:
     """Revoke a key by id or prefix; requests with it get 401 from then on."""
-    from shared.keystore import revoke_key
+    from diarq.shared.keystore import revoke_key
 
     info = revoke_key(get_settings(), id_or_prefix)
     click.echo(f"revoked key id={info.id} prefix={info.prefix} name={info.name!r}", err=True)

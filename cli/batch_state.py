@@ -4,7 +4,6 @@ polls the jobs it already has instead of uploading those files again."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -58,9 +57,3 @@ class BatchState:
         os.replace(tmp, self.path)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -1,6 +1,6 @@
 """Queue and API overhead on real Redis + PostgreSQL (127.0.0.1 only).
 
-    .venv/bin/python bench/queue.py [--jobs 200] [--submits 200] [--real-jobs 50]
+    .venv/bin/python bench/queue_load.py [--jobs 200] [--submits 200] [--real-jobs 50]
 
 1. per-job overhead with a bench-trivial worker (pipeline = no-op): submit->running and
    running->succeeded, p50/p99, jobs submitted one at a time;
@@ -13,16 +13,7 @@ Creates a scratch database diarq_bench_<random> and a Redis key prefix, drops bo
 end. Every loop is bounded; the script stops by itself.
 """
 
-# ruff: noqa: E402  (imports follow the sys.path fix below)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# this file is named queue.py: keep its folder off sys.path so `import queue` (stdlib,
-# used by redis and psycopg) does not find this script instead
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse
 import http.client
@@ -32,6 +23,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -39,14 +31,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import urlparse
 
 import psycopg
 import redis
 import requests
 
-ROOT = _HERE.parent
-DIARQ = [sys.executable, "-c", "from shared.cli import main; main()"]
+ROOT = Path(__file__).resolve().parent.parent
+DIARQ = [sys.executable, "-c", "from diarq.cli import main; main()"]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -4,35 +4,26 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
-from shared.errors import DiarqError
-
-# module name -> registers its commands on the group
-COMMAND_MODULES = ("models", "process", "doctor", "service", "client", "keys", "batch")
+from diarq.cli import batch, client, doctor, keys, models, process, service
+from diarq.shared.errors import DiarqError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """diarq: who said what, when."""
-    from shared.logging import setup_logging
+    from diarq.shared.logging import setup_logging
 
     # warnings of every command go through the redacting handler (no token in the output);
     # `diarq worker` and the API raise the level to DIARQ_LOG_LEVEL themselves
     setup_logging("WARNING")
 
 
-for _name in COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(f"shared.cli.{_name}")
-    except ModuleNotFoundError as _exc:  # a module not written yet
-        if _exc.name != f"shared.cli.{_name}":
-            raise
-        continue
-    _mod.register(cli)
+for _module in (batch, client, doctor, keys, models, process, service):
+    _module.register(cli)
 
 
 def main() -> None:

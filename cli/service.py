@@ -13,11 +13,11 @@ from pathlib import Path
 
 import click
 
-from shared.errors import ConfigError
-from shared.settings import PROJECT_ROOT, Settings, get_settings
+from diarq.shared.errors import ConfigError
+from diarq.shared.settings import Settings, get_settings
 
 # runs `diarq ...` in a child with the same interpreter, wherever the script lives
-DIARQ = [sys.executable, "-c", "from shared.cli import main; main()"]
+DIARQ = [sys.executable, "-c", "from diarq.cli import main; main()"]
 
 
 @click.group("db")
@@ -29,7 +29,7 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply migrations to DIARQ_DATABASE_URL (PostgreSQL or SQLite)."""
-    from shared.db import upgrade
+    from diarq.shared.db import upgrade
 
     upgrade(get_settings(), revision)
     click.echo("database is at the latest schema", err=True)
@@ -42,7 +42,7 @@ def db_upgrade(revision: str) -> None:
 def api_cmd(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the HTTP API with gunicorn (production)."""
     settings = get_settings()  # invalid configuration fails here, with what to set
-    from api.auth import check_auth_exposure
+    from diarq.api.auth import check_auth_exposure
 
     check_auth_exposure(settings, host or settings.host)  # no open API on a public address
     if host:
@@ -56,9 +56,8 @@ def api_cmd(host: str | None, port: int | None, workers: int | None) -> None:
         "--timeout", "600",  # large uploads on slow links
         "--graceful-timeout", "10",
         "--log-level", settings.log_level.lower(),
-        "api.wsgi:app",
+        "diarq.api.wsgi:app",
     ]
-    os.chdir(PROJECT_ROOT)
     os.execve(sys.executable, argv, api_environ(os.environ))
 
 
@@ -91,7 +90,7 @@ def worker_cmd(queues: str | None, concurrency: int | None, hostname: str | None
     """Run a Celery worker; models load once per process, after fork."""
     settings = get_settings()
     _check_db(settings)
-    from worker.tasks import app
+    from diarq.worker.tasks import app
 
     argv = [
         "worker",
@@ -115,14 +114,14 @@ def worker_cmd(queues: str | None, concurrency: int | None, hostname: str | None
 
 def with_webhook_queue(queues: str) -> str:
     """Every worker also delivers webhooks (short HTTP calls on their own queue)."""
-    from worker.celery_app import WEBHOOK_QUEUE
+    from diarq.shared.celery_app import WEBHOOK_QUEUE
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
     return ",".join(names if WEBHOOK_QUEUE in names else [*names, WEBHOOK_QUEUE])
 
 
 def _check_db(settings: Settings) -> None:
-    from shared.db import check_database
+    from diarq.shared.db import check_database
 
     try:
         check_database(settings)
@@ -136,7 +135,7 @@ def _check_db(settings: Settings) -> None:
 def _spawn(args: list[str], env: dict[str, str], log: int) -> subprocess.Popen:
     # own process group, so stopping it also stops its children (gunicorn/celery pools);
     # output goes to ``log`` (stderr or a file): stdout carries only what `up --demo` prints
-    return subprocess.Popen(DIARQ + args, env=env, cwd=PROJECT_ROOT, start_new_session=True,
+    return subprocess.Popen(DIARQ + args, env=env, start_new_session=True,
                             stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -195,7 +194,7 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
     API keys are off here (single user on 127.0.0.1) unless DIARQ_AUTH=on is set; then
     clients, --demo included, send DIARQ_API_KEY.
     """
-    from shared.db import upgrade
+    from diarq.shared.db import upgrade
 
     settings = get_settings()
     upgrade(settings)
@@ -207,7 +206,7 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
     env.setdefault("DIARQ_AUTH", "off")
     # a demo shows the progress bar and the transcript; the services' own log lines go
     # to a file (shown if something fails). A long-running `up` logs to stderr.
-    log_path = PROJECT_ROOT / "var" / "logs" / "up-demo.log" if demo else None
+    log_path = settings.data_dir / "logs" / "up-demo.log" if demo else None
     if log_path:
         log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "w") if log_path else None  # noqa: SIM115 - closed below
@@ -223,7 +222,7 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
             while all(p.poll() is None for p in procs):
                 time.sleep(1)
             raise ConfigError("a service process stopped; see the messages above")
-        click.echo(f"service logs: {log_path.relative_to(PROJECT_ROOT)}", err=True)
+        click.echo(f"service logs: {log_path}", err=True)
         _run_demo(url, demo, fmt, alive=lambda: all(p.poll() is None for p in procs))
     except KeyboardInterrupt:
         click.echo("stopping", err=True)
@@ -238,7 +237,7 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
 
 
 def _run_demo(url: str, path: Path, fmt: str, alive: Callable[[], bool]) -> None:
-    from shared.cli.client import explain_failure, get_result, submit_file, wait_for
+    from diarq.cli.client import explain_failure, get_result, submit_file, wait_for
 
     job = submit_file(url, path, {})
     click.echo(f"submitted {path.name} as job {job['id']}", err=True)

@@ -24,8 +24,8 @@ def prepare(model_dir: Path | None) -> None:
     """
     from tqdm import tqdm
 
-    from shared.settings import get_settings
-    from worker.offline_models import prepare_offline_models
+    from diarq.shared.settings import get_settings
+    from diarq.worker.offline_models import prepare_offline_models
 
     target = model_dir or get_settings().model_dir
     bar: tqdm | None = None
@@ -53,8 +53,8 @@ def prepare(model_dir: Path | None) -> None:
 @click.option("--model-dir", type=click.Path(path_type=Path, file_okay=False))
 def check(model_dir: Path | None) -> None:
     """Verify every file of the offline model directory against its SHA-256."""
-    from shared.settings import get_settings
-    from worker.offline_models import check_offline_models
+    from diarq.shared.settings import get_settings
+    from diarq.worker.offline_models import check_offline_models
 
     target = model_dir or get_settings().model_dir
     failed = False

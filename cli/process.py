@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from shared.renderers import FORMATS
+from diarq.shared.renderers import FORMATS
 
 
 def _progress_bar():  # type: ignore[no-untyped-def]
@@ -68,7 +68,7 @@ def process(
     quiet: bool,
 ) -> None:
     """Transcribe FILE with speakers (who said what, when)."""
-    from shared.options import parse_options
+    from diarq.shared.options import parse_options
 
     # validate everything before loading any model
     options = parse_options(
@@ -84,12 +84,12 @@ def process(
             "align": not no_align,
         }
     )
-    from worker.audio import probe_audio
+    from diarq.shared.media import probe_audio
 
     probe_audio(file)  # missing / empty / not audio: fail now, before models load
 
-    from shared.renderers import render
-    from worker.pipeline import run_pipeline
+    from diarq.shared.renderers import render
+    from diarq.worker.pipeline import run_pipeline
 
     update, close = _progress_bar() if not quiet else (None, lambda: None)
     try:
@@ -103,7 +103,7 @@ def process(
     else:
         click.echo(text, nl=False)
     if timeline is not None:
-        from shared.timeline import draw_timeline
+        from diarq.shared.timeline import draw_timeline
 
         draw_timeline(result, timeline)
         click.echo(f"wrote {timeline}", err=True)

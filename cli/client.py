@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from shared.errors import DiarqError
-from shared.serialize import overall_progress
+from diarq.shared.errors import DiarqError
+from diarq.shared.serialize import overall_progress
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
 FORMATS = ("json", "srt", "vtt", "txt", "tsv", "rttm")

@@ -13,7 +13,7 @@ from celery import Celery
 from kombu import Queue
 from kombu.transport import redis as kombu_redis
 
-from shared.settings import Settings, get_settings
+from diarq.shared.settings import Settings, get_settings
 
 TASK_NAME = "diarq.process_job"
 WEBHOOK_TASK = "diarq.deliver_webhook"
@@ -108,7 +108,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        # events let Flower (`celery -A worker.celery_app flower`) show workers and tasks
+        # events let Flower (`celery -A diarq.worker.tasks flower`) show workers and tasks
         worker_send_task_events=True,
         task_send_sent_event=True,
         # publishing must not hang an API request when the broker is down: the row is
@@ -147,7 +147,3 @@ def enqueue_webhook(app: Celery, kind: str, target_id: str, event: str, attempt:
     app.send_task(WEBHOOK_TASK, args=[kind, target_id, event, attempt], queue=WEBHOOK_QUEUE,
                   routing_key=WEBHOOK_QUEUE, countdown=countdown or None,
                   priority=PRIORITIES["high"])
-
-
-# `celery -A worker.celery_app` finds this; `diarq worker` uses it too
-app = make_celery()

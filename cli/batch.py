@@ -1,7 +1,7 @@
 """`diarq batch DIR|ARCHIVE`: upload many recordings as batches in bounded chunks, wait
 for them with one progress bar, write the results into --out mirroring the input tree.
 
-Resumable: the output directory holds a state file (shared/cli/batch_state.py) mapping
+Resumable: the output directory holds a state file (cli/batch_state.py) mapping
 each input file (relative path + SHA-256) to its job; a second run polls the jobs it
 knows and uploads only files it has no job for (new or changed ones). Each chunk is sent
 with an Idempotency-Key derived from its contents, so a chunk whose answer was lost to
@@ -23,8 +23,8 @@ from typing import Any
 
 import click
 
-from shared.cli.batch_state import STATE_NAME, BatchState, FileState, file_sha256
-from shared.cli.client import (
+from diarq.cli.batch_state import STATE_NAME, BatchState, FileState
+from diarq.cli.client import (
     FORMATS,
     TERMINAL,
     ClientError,
@@ -33,6 +33,7 @@ from shared.cli.client import (
     get_result,
     server_option,
 )
+from diarq.shared.hashing import sha256_file
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
@@ -217,13 +218,13 @@ def batch_cmd(source: Path, server: str, api_key: str | None, formats: str,
 
     archive = source.is_file()
     if archive:
-        sha = file_sha256(source)
+        sha = sha256_file(source)
         todo = [] if any(fs.sha256 == sha for fs in state.files.values()) else \
             [(source.name, source, sha)]
     else:
         todo = []
         for rel, path in scan(source, out_dir):
-            sha = file_sha256(path)
+            sha = sha256_file(path)
             if state.known(rel, sha) is None:
                 todo.append((rel, path, sha))
     known = len(state.files)

@@ -83,7 +83,7 @@ def check_device(settings) -> list[Check]:  # type: ignore[no-untyped-def]
 
 def check_offline(settings) -> list[Check]:  # type: ignore[no-untyped-def]
     try:
-        from worker.offline_models import check_offline_models
+        from diarq.worker.offline_models import check_offline_models
     except ImportError as exc:
         return [Check("offline models", "fail", f"checker unavailable ({exc.name})",
                       "run `make install`")]
@@ -101,7 +101,7 @@ def check_offline(settings) -> list[Check]:  # type: ignore[no-untyped-def]
 
 
 def check_token(settings) -> list[Check]:  # type: ignore[no-untyped-def]
-    from shared.settings import hf_token_from_env
+    from diarq.shared.settings import hf_token_from_env
 
     token = hf_token_from_env()
     hub = settings.profile == "hub"
@@ -117,7 +117,7 @@ def check_token(settings) -> list[Check]:  # type: ignore[no-untyped-def]
 
 def check_hub(settings, get: Callable | None = None) -> list[Check]:  # type: ignore[type-arg, no-untyped-def]
     """Token validity and gated access, over HTTP with short timeouts."""
-    from shared.settings import hf_token_from_env
+    from diarq.shared.settings import hf_token_from_env
 
     model = settings.hub_diarization_model
     if settings.profile != "hub":
@@ -172,8 +172,8 @@ def check_hub(settings, get: Callable | None = None) -> list[Check]:  # type: ig
 
 def check_load(settings) -> list[Check]:  # type: ignore[no-untyped-def]
     """Load the configured models as a worker would (slow; --load)."""
-    from shared.errors import DiarqError
-    from worker.registry import ModelRegistry
+    from diarq.shared.errors import DiarqError
+    from diarq.worker.registry import ModelRegistry
 
     try:
         reg = ModelRegistry(settings)
@@ -189,8 +189,8 @@ def check_load(settings) -> list[Check]:  # type: ignore[no-untyped-def]
 @click.option("--load", is_flag=True, help="Also load the models (as a worker would).")
 def doctor(load: bool) -> None:
     """Check ffmpeg, torch/device, model files, token and hub access."""
-    from shared.errors import ConfigError
-    from shared.settings import load_settings
+    from diarq.shared.errors import ConfigError
+    from diarq.shared.settings import load_settings
 
     try:
         settings = load_settings()

@@ -1,0 +1,106 @@
+"""A loaded diarization pipeline and what it returns: speaker turns, numbered in order of
+first appearance, with progress reported from pyannote's hook."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from diarq.shared.errors import AudioError
+from diarq.shared.media import SAMPLE_RATE
+from diarq.shared.result import Turn
+from diarq.worker.runtime import set_torch_threads
+
+# share of the diarize stage's progress per pyannote step (segmentation is the
+# sliding-window model, embeddings the GE2E/WeSpeaker passes; clustering is quick)
+_STEP_SPAN = {"segmentation": (0.0, 0.35), "embeddings": (0.35, 0.95)}
+
+
+
+
+class _Progress:
+    """pyannote hook -> monotonic fraction 0..1 of the whole diarization."""
+
+    def __init__(self, callback: Callable[[float], None] | None) -> None:
+        self.callback = callback
+        self.last = 0.0
+
+    def report(self, fraction: float) -> None:
+        fraction = min(1.0, max(self.last, fraction))
+        if self.callback is not None and fraction > self.last:
+            self.last = fraction
+            self.callback(fraction)
+
+    def __call__(self, step_name: str, step_artifact: Any, file: Any = None,
+                 total: int | None = None, completed: int | None = None) -> None:
+        span = _STEP_SPAN.get(step_name)
+        if span is None:
+            return
+        lo, hi = span
+        if total and completed is not None:
+            self.report(lo + (hi - lo) * min(1.0, completed / total))
+        elif total is None and completed is None and step_artifact is not None:
+            self.report(hi)  # the step's final artefact
+
+
+class Diarizer:
+    """A loaded pyannote diarization pipeline (kept per process by the registry)."""
+
+    def __init__(self, pipeline: Any, *, info: dict[str, Any], threads: int = 0) -> None:
+        self.pipeline = pipeline
+        self.info = info
+        self.threads = threads
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.info)
+
+    def diarize(
+        self,
+        waveform: np.ndarray,
+        *,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> list[Turn]:
+        """Speaker turns (overlapping where people talk at once), SPEAKER_00.. in order of
+        first appearance. ``waveform``: float32 mono 16 kHz."""
+        import torch
+
+        audio = np.asarray(waveform, dtype=np.float32).reshape(-1)
+        if audio.size == 0:
+            raise AudioError("the audio is empty: nothing to diarize", code="audio_empty")
+        set_torch_threads(self.threads)
+        hook = _Progress(progress)
+        output = self.pipeline(
+            {"waveform": torch.from_numpy(audio)[None], "sample_rate": SAMPLE_RATE,
+             "uri": "audio"},
+            num_speakers=num_speakers,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+            hook=hook,
+        )
+        annotation = getattr(output, "speaker_diarization", output)
+        turns = _to_turns(annotation)
+        hook.report(1.0)
+        return turns
+
+
+def _to_turns(annotation: Any) -> list[Turn]:
+    tracks = sorted(
+        (
+            (seg.start, seg.end, str(label))
+            for seg, _, label in annotation.itertracks(yield_label=True)
+        ),
+        key=lambda t: (t[0], t[1]),
+    )
+    names: dict[str, str] = {}
+    turns = []
+    for start, end, label in tracks:
+        if end - start <= 0:
+            continue
+        name = names.setdefault(label, f"SPEAKER_{len(names):02d}")
+        turns.append(Turn(start=round(start, 3), end=round(end, 3), speaker=name))
+    return turns
