@@ -1,9 +1,9 @@
 """Uploads stream straight into storage while being hashed and size-checked.
 
-The multipart parser (api/multipart.py, a streaming drop-in for werkzeug's) asks the
-request for a stream per file part; ours is a HashingWriter in the storage directory,
-so the upload is never spooled elsewhere and a too-large upload stops at the limit
-(413) instead of after the whole body.
+The multipart parser (api/multipart.py, a streaming drop-in for werkzeug's parser, kept
+by measurement: see UploadFormDataParser) asks the request for a stream per file part;
+ours is a HashingWriter in the storage directory, so the upload is never spooled
+elsewhere and a too-large upload stops at the limit (413) instead of after the whole body.
 """
 
 from __future__ import annotations
@@ -19,18 +19,32 @@ from diarq.shared.storage import HashingWriter, Storage
 
 class UploadFormDataParser(FormDataParser):
     """werkzeug's form parser (limits, url-encoded forms, errors) with the streaming
-    multipart parser: about 6 ms less CPU per 1 MB upload under gunicorn."""
+    multipart parser for multipart bodies, plugged in through the public ``parse``.
 
-    def _parse_multipart(self, stream: IO[bytes], mimetype: str,
-                         content_length: int | None, options: dict[str, str]) -> Any:
-        boundary = options.get("boundary", "").encode("ascii")
+    Why not werkzeug's own MultiPartParser: it appends a stray CR to a part whose
+    closing delimiter a read splits one dash short (pallets/werkzeug#3285, open; with its
+    default 64 KiB reads about one upload size in 64 Ki is corrupted, deterministically),
+    and the multipart package refuses bodies werkzeug and RFC 7578 accept (RFC 2231 file
+    names, padding after a delimiter, LF line breaks). Neither is faster here
+    (bench/queue_load.py --parsers; BENCHMARKS.md)."""
+
+    def parse(self, stream: IO[bytes], mimetype: str, content_length: int | None,
+              options: dict[str, str] | None = None) -> Any:
+        if mimetype != "multipart/form-data":
+            return super().parse(stream, mimetype, content_length, options)
+        boundary = (options or {}).get("boundary", "").encode("ascii")
         if not boundary:
             raise ValueError("Missing boundary")
         parser = StreamingMultipartParser(
             stream_factory=self.stream_factory,
             max_form_memory_size=self.max_form_memory_size,
             max_form_parts=self.max_form_parts, cls=self.cls)
-        form, files = parser.parse(stream, boundary, content_length)
+        try:
+            form, files = parser.parse(stream, boundary, content_length)
+        except ValueError:
+            if not self.silent:  # as werkzeug's parse: silent parsers answer empty forms
+                raise
+            return stream, self.cls(), self.cls()
         return stream, form, files
 
 

@@ -9,6 +9,9 @@
    the API: upload, hash, ffprobe, INSERT, enqueue);
 3. worker RSS after each of N real offline-pipeline jobs (needs `diarq models prepare`).
 
+``--parsers diarq,werkzeug,multipart`` instead compares multipart parsers (phase 2 at 8
+clients, interleaved rounds; bench/upload_parsers.py).
+
 Creates a scratch database diarq_bench_<random> and a Redis key prefix, drops both at the
 end. Every loop is bounded; the script stops by itself.
 """
@@ -234,6 +237,54 @@ def _level(url: str, wav: Path, clients: int, total: int,
     return latencies, errors, time.perf_counter() - t0
 
 
+def phase_parsers(env: dict[str, str], tmp: Path, parsers: list[str], rounds: int,
+                  submits: int) -> None:
+    """Submits/s at 8 clients through gunicorn with each multipart parser of
+    bench/upload_parsers.py, interleaved round by round (the machine's load drifts:
+    each round compares the parsers within a minute of each other)."""
+    from diarq.cli.service import api_environ, gunicorn_argv
+    from diarq.shared.settings import load_settings
+
+    print(f"\n[parsers] 8 clients, 1 MB WAV, {submits} submits per run, {rounds} rounds "
+          f"(worker stopped; same gunicorn layout as `diarq api`)")
+    one_mb = make_wav(tmp / "1mb.wav", 32.77)
+    rates: dict[str, list[float]] = {name: [] for name in parsers}
+    api_cpu: dict[str, list[float]] = {name: [] for name in parsers}
+    for r in range(rounds):
+        for name in parsers:
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            settings = load_settings()  # DIARQ_API_THREADS of this process, as `diarq api`
+            argv = gunicorn_argv(settings, f"127.0.0.1:{port}", 2, app="upload_parsers:app")
+            argv[3:3] = ["--chdir", str(ROOT / "bench")]
+            log = open(tmp / f"api-{name}-{r}.log", "w")  # noqa: SIM115
+            p = subprocess.Popen(argv, env=api_environ({**env, "BENCH_UPLOAD_PARSER": name}),
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                wait_healthy(url)
+                _level(url, one_mb, 8, 20)  # warm-up: imports, buffers, connections
+                s0 = cpu_seconds([p.pid])
+                _, errors, wall = _level(url, one_mb, 8, submits)
+                cpu_ms = (cpu_seconds([p.pid]) - s0) / submits * 1000
+            finally:
+                p.terminate()
+                p.wait(timeout=30)
+                log.close()
+            if errors:
+                raise SystemExit(f"{name}: {len(errors)} errors, first: {errors[0][:300]}")
+            rates[name].append(submits / wall)
+            api_cpu[name].append(cpu_ms)
+            print(f"    round {r + 1} {name:9s} {submits / wall:7.1f} submits/s   API CPU "
+                  f"{cpu_ms:.1f} ms/submit")
+    base = parsers[0]
+    print("    median over rounds:")
+    for name in parsers:
+        ratio = statistics.median(a / b for a, b in zip(rates[name], rates[base], strict=True))
+        print(f"    {name:9s} {statistics.median(rates[name]):7.1f} submits/s   API CPU "
+              f"{statistics.median(api_cpu[name]):.1f} ms/submit   x{ratio:.2f} of {base} "
+              "(median of per-round ratios)")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -313,12 +364,18 @@ def main() -> None:
     ap.add_argument("--client", choices=("raw", "requests"), default="raw",
                     help="throughput phase: prebuilt multipart body over http.client (raw) "
                          "or requests building it per submit")
+    ap.add_argument("--parsers", help="only compare multipart parsers, e.g. "
+                    "diarq,werkzeug,multipart (bench/upload_parsers.py)")
+    ap.add_argument("--rounds", type=int, default=3, help="with --parsers")
     args = ap.parse_args()
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with scratch_stack() as (env, tmp, prefix):
-        run(args, env, tmp, prefix, url, port)
+        if args.parsers:
+            phase_parsers(env, tmp, args.parsers.split(","), args.rounds, args.submits)
+        else:
+            run(args, env, tmp, prefix, url, port)
 
 
 def run(args: argparse.Namespace, env: dict[str, str], tmp: Path, prefix: str, url: str,

@@ -48,17 +48,25 @@ def api_cmd(host: str | None, port: int | None, workers: int | None) -> None:
     if host:
         os.environ["DIARQ_HOST"] = host  # the app checks the address it is really bound to
     _check_db(settings)
-    argv = [
+    argv = gunicorn_argv(settings, f"{host or settings.host}:{port or settings.port}",
+                         workers or settings.api_workers)
+    os.execve(sys.executable, argv, api_environ(os.environ))
+
+
+def gunicorn_argv(settings: Settings, bind: str, workers: int,
+                  app: str = "diarq.api.wsgi:app") -> list[str]:
+    """How `diarq api` runs gunicorn (bench/queue_load.py --parsers serves other apps
+    the same way)."""
+    return [
         sys.executable, "-m", "gunicorn",
-        "--bind", f"{host or settings.host}:{port or settings.port}",
-        "--workers", str(workers or settings.api_workers),
+        "--bind", bind,
+        "--workers", str(workers),
         "--worker-class", "gthread", "--threads", str(settings.api_threads),
         "--timeout", "600",  # large uploads on slow links
         "--graceful-timeout", "10",
         "--log-level", settings.log_level.lower(),
-        "diarq.api.wsgi:app",
+        app,
     ]
-    os.execve(sys.executable, argv, api_environ(os.environ))
 
 
 # Environment defaults of the API processes (the operator's values win):
