@@ -25,30 +25,22 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
 from diarq.api import create_app
-from diarq.api.upload import UploadRequest
+from diarq.api.upload import UploadFormDataParser, UploadRequest
 
 READ_SIZE = 1 << 20
 
 
-class WerkzeugFormParser(FormDataParser):
+class WerkzeugFormParser(UploadFormDataParser):
     read_size = READ_SIZE
 
-    def parse(self, stream: IO[bytes], mimetype: str, content_length: int | None,
-              options: dict[str, str] | None = None) -> Any:
-        if mimetype != "multipart/form-data":
-            return super().parse(stream, mimetype, content_length, options)
-        boundary = (options or {}).get("boundary", "").encode("ascii")
-        if not boundary:
-            raise ValueError("Missing boundary")
+    def multipart_parser(self) -> Any:
         # werkzeug's decoder refuses any read larger than max_form_memory_size (Flask's
-        # default 500 kB, meant for text fields), so a 1 MiB buffer needs it raised
+        # default 500 kB, meant for text fields), so 1 MiB reads need it raised
         memory = max(self.max_form_memory_size or 0, 2 * self.read_size)
-        parser = MultiPartParser(stream_factory=self.stream_factory,
-                                 max_form_memory_size=memory,
-                                 max_form_parts=self.max_form_parts, cls=self.cls,
-                                 buffer_size=self.read_size)
-        form, files = parser.parse(stream, boundary, content_length)
-        return stream, form, files
+        return MultiPartParser(stream_factory=self.stream_factory,
+                               max_form_memory_size=memory,
+                               max_form_parts=self.max_form_parts, cls=self.cls,
+                               buffer_size=self.read_size)
 
 
 class MultipartPkgFormParser(FormDataParser):
