@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from diarq.shared.options import JobOptions
 from diarq.shared.orm import SUCCEEDED, Job, JobResult, utcnow
+from diarq.shared.voices import copy_voices
 
 
 def canonical_json(value: Any) -> str:
@@ -83,5 +84,6 @@ def detach_copies(session: Session, job_id: str) -> int:
     ).all()
     for copy_id in copies:
         session.add(JobResult(job_id=copy_id, data=dict(source.data), created_at=utcnow()))
+        copy_voices(session, job_id, copy_id)
     session.flush()
     return len(copies)

@@ -29,6 +29,7 @@ from diarq.shared.orm import (
     utcnow,
 )
 from diarq.shared.redact import redact
+from diarq.shared.voices import VoiceSet, delete_voices, store_voices
 
 WORKER_LOST_CODE = "worker_lost"
 
@@ -130,8 +131,10 @@ def heartbeat(session: Session, job_id: str, token: str, *, stage: str | None = 
     return res.rowcount == 1
 
 
-def succeed(session: Session, job_id: str, token: str, result: dict[str, Any]) -> bool:
-    """running -> succeeded and store the result, in one transaction; at most once per job."""
+def succeed(session: Session, job_id: str, token: str, result: dict[str, Any],
+            voices: VoiceSet | None = None) -> bool:
+    """running -> succeeded and store the result (and the speakers' voices), in one
+    transaction; at most once per job."""
     now = utcnow()
     res = session.execute(
         update(Job).where(_owned(job_id, token))
@@ -143,6 +146,8 @@ def succeed(session: Session, job_id: str, token: str, result: dict[str, Any]) -
         session.rollback()
         return False
     _insert_result(session, job_id, result)
+    if voices is not None:
+        store_voices(session, job_id, voices)
     session.commit()
     return True
 
@@ -205,6 +210,7 @@ def cancel_and_delete(session: Session, job_id: str) -> Job | None:
         .execution_options(synchronize_session=False)
     )
     session.execute(delete(JobResult).where(JobResult.job_id == job_id))
+    delete_voices(session, job_id)  # biometric data goes with the result
     session.commit()
     session.refresh(job)
     return job

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -186,3 +187,26 @@ class JobResult(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow
     )
+
+
+class SpeakerVoice(Base):
+    """One diarized speaker's voice embedding (biometric data, SECURITY.md): kept with the
+    job for identifying people across recordings, never in the result JSON, deleted with
+    the job."""
+
+    __tablename__ = "speaker_voices"
+
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    speaker: Mapped[str] = mapped_column(String(64), primary_key=True)  # SPEAKER_00...
+    # the speaker-level embedding model: vectors of different models do not compare
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # float32, little-endian
+    # seconds of the speaker's clean speech the embedding was computed from
+    seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 SCHEMA_VERSION = 1
 
@@ -43,6 +43,10 @@ class AudioInfo(BaseModel):
 
 
 class Result(BaseModel):
+    """A job's result. ``voices`` (the speakers' voice embeddings, when the diarizer made
+    them) rides along for the worker to store in the database; it is not part of the
+    JSON (biometric data: diarq.shared.voices)."""
+
     schema_version: int = SCHEMA_VERSION
     job_id: str | None = None
     audio: AudioInfo
@@ -52,6 +56,13 @@ class Result(BaseModel):
     diarization: list[Turn] = Field(default_factory=list)
     models: dict[str, Any] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
+
+    _voices: Any = PrivateAttr(default=None)
+
+    @property
+    def voices(self) -> Any:
+        """The VoiceSet of the recording's speakers, or None."""
+        return self._voices
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     # hub diarization model: a hub id or a local directory holding config.yaml
     hub_diarization_model: str = "pyannote/speaker-diarization-3.1"
     threads: int = Field(0, ge=0)  # 0: all cores the process may use
+    # store each speaker's voice embedding with the job (biometric data, SECURITY.md)
+    keep_voices: bool = True
 
     # --- worker ------------------------------------------------------------
     worker_queues: str = "cpu"

@@ -268,7 +268,8 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
 
     def _succeed() -> bool:
         with session_scope(settings) as session:
-            return jobs.succeed(session, claim.job_id, claim.token, data)
+            return jobs.succeed(session, claim.job_id, claim.token, data,
+                                voices=result.voices if settings.keep_voices else None)
 
     stored = with_db_retry(_succeed, "result write")
     log.info("finished outcome=%s seconds=%.3f", "succeeded" if stored else "lost",
