@@ -84,3 +84,27 @@ def test_compute_type_on_this_machine_asks_ctranslate2() -> None:
 
     got = resolve_compute_type("auto", "cpu")
     assert got in ctranslate2.get_supported_compute_types("cpu")
+
+
+def test_gpu_worker_plan_one_worker_per_gpu() -> None:
+    from diarq.cli.service import gpu_worker_plan
+
+    plan = gpu_worker_plan("0, 2", hostname="w@h", loglevel="INFO")
+    assert plan == [
+        (["worker", "--queues", "gpu", "--concurrency", "1", "--hostname", "w@h-gpu0",
+          "--loglevel", "INFO"], {"CUDA_VISIBLE_DEVICES": "0", "DIARQ_DEVICE": "cuda"}),
+        (["worker", "--queues", "gpu", "--concurrency", "1", "--hostname", "w@h-gpu2",
+          "--loglevel", "INFO"], {"CUDA_VISIBLE_DEVICES": "2", "DIARQ_DEVICE": "cuda"}),
+    ]
+    assert gpu_worker_plan("1", queues="gpu,cpu")[0][0][:3] == ["worker", "--queues", "gpu,cpu"]
+
+
+@pytest.mark.parametrize(("gpus", "kwargs"), [
+    ("", {}), ("0,0", {}), ("0,1", {"concurrency": 2}), ("0", {"device": "cpu"}),
+])
+def test_gpu_worker_plan_refuses_contradictions(gpus: str, kwargs: dict) -> None:
+    from diarq.cli.service import gpu_worker_plan
+    from diarq.shared.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        gpu_worker_plan(gpus, **kwargs)
