@@ -55,9 +55,10 @@ class Settings(BaseSettings):
     asr_model: str = "base"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"  # auto: float16 on GPU, int8 on CPU
-    # batched inference (WhisperX ASR, pyannote segmentation/embedding); 0: per device
-    # (worker.runtime.resolve_batch_size: by GPU memory on CUDA, 8 on CPU). A CUDA
-    # out-of-memory error retries the stage once with half of it.
+    # batched inference: WhisperX ASR (0: per device, worker.runtime.resolve_batch_size:
+    # by GPU memory on CUDA, 8 on CPU) and, when set, pyannote's segmentation/embedding
+    # (0: the pipeline config's). A CUDA out-of-memory error retries the stage once with
+    # half of it.
     batch_size: int = Field(0, ge=0)
     # hub profile: wav2vec2 alignment models per language, "en=/models/wav2vec2-en,
     # de=org/model" (a directory or a hub id); other languages use WhisperX's defaults,

@@ -141,8 +141,9 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
     if options.diarize:
         diarizer = registry.diarizer()
         registry.before_torch_stage()
+        # the pipeline's own batch unless DIARQ_BATCH_SIZE is set (halved on CUDA OOM)
         turns = list(run_with_oom_retry(
-            device, "diarize", registry.batch_size,
+            device, "diarize", settings.batch_size or diarizer.batch_size,
             lambda batch, audio=audio: diarizer.diarize(
                 audio, num_speakers=options.num_speakers, min_speakers=options.min_speakers,
                 max_speakers=options.max_speakers, progress=report, batch_size=batch),

@@ -56,6 +56,11 @@ class Diarizer:
     def describe(self) -> dict[str, Any]:
         return dict(self.info)
 
+    @property
+    def batch_size(self) -> int:
+        """The pipeline's own batch size (its config.yaml's, 32 for 3.1/community-1)."""
+        return int(getattr(self.pipeline, "segmentation_batch_size", 0) or 1)
+
     def diarize(
         self,
         waveform: np.ndarray,
