@@ -8,6 +8,9 @@ time from shared state instead of in-process counters:
 - ``diarq_stage_duration_seconds{stage}`` and ``diarq_real_time_factor`` histograms:
   built from the stored timings of the most recent succeeded jobs (RECENT_JOBS), so
   they describe recent work, not all-time totals;
+- ``diarq_gpu_peak_memory_bytes``: histogram of the peak GPU memory (torch's allocator)
+  of the same recent jobs that ran on a GPU (a worker resets the peak at each job start and
+  releases cached memory at its end);
 - ``diarq_workers``: workers answering a Celery ping within PING_TIMEOUT_S (Redis
   broker only), so a scrape never hangs on a dead worker.
 """
@@ -32,6 +35,7 @@ RECENT_JOBS = 500
 PING_TIMEOUT_S = 0.5
 STAGE_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 RTF_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
+GPU_MEMORY_BUCKETS = tuple(gib * (1 << 30) for gib in (0.5, 1, 2, 4, 8, 16, 24, 40, 80, 140))
 
 
 @bp.get("/metrics")
@@ -62,6 +66,9 @@ def _recent_timings(session: Any, registry: CollectorRegistry) -> None:
     rtf = Histogram("diarq_real_time_factor",
                     f"Processing time / audio duration of the last {RECENT_JOBS} succeeded "
                     "jobs", buckets=RTF_BUCKETS, registry=registry)
+    gpu = Histogram("diarq_gpu_peak_memory_bytes",
+                    f"Peak GPU memory of the last {RECENT_JOBS} succeeded jobs that ran on a "
+                    "GPU", buckets=GPU_MEMORY_BUCKETS, registry=registry)
     rows = session.execute(
         select(JobResult.data, Job.audio_duration).join(Job, Job.id == JobResult.job_id)
         .where(Job.status == SUCCEEDED, Job.result_job_id.is_(None))
@@ -74,6 +81,9 @@ def _recent_timings(session: Any, registry: CollectorRegistry) -> None:
         total = timings.get("total")
         if isinstance(total, int | float) and duration:
             rtf.observe(total / duration)
+        peak = (((data or {}).get("models") or {}).get("gpu") or {}).get("peak_memory_bytes")
+        if isinstance(peak, int | float):
+            gpu.observe(peak)
 
 
 def _queue_depths(settings: Any, registry: CollectorRegistry) -> None:

@@ -7,6 +7,7 @@ says about it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -109,28 +110,68 @@ def check_token(settings) -> list[Check]:  # type: ignore[no-untyped-def]
     if token:
         return [Check("hf token", "ok", "set (HUGGINGFACE_HUB_TOKEN or HF_TOKEN; not shown)")]
     if hub and not local_model:
+        from diarq.worker.diarization.hub_config import GATED, required_repos
+
+        gated = [r for r in required_repos(settings.hub_diarization_model, None) if r in GATED]
         return [Check("hf token", "fail", "not set; the hub profile downloads gated models",
                       "export HUGGINGFACE_HUB_TOKEN=... (a read token whose account accepted "
-                      f"the conditions of {settings.hub_diarization_model})")]
+                      f"the conditions of {', '.join(gated or [settings.hub_diarization_model])})")]
     return [Check("hf token", "skip", "not set (not needed by the offline profile)")]
 
 
+def _repo_probe_file(repo: str, pipeline: str) -> str:
+    """A file whose download the hub refuses without access: the pipeline's config, a
+    model's weights (streamed and closed, never read)."""
+    return "config.yaml" if repo == pipeline else "pytorch_model.bin"
+
+
+def check_local_pipeline(path: str) -> list[Check]:
+    """A local pipeline directory: its config and every repo it names, found locally."""
+    from pathlib import Path
+
+    from diarq.shared.errors import DiarqError
+    from diarq.worker.diarization import hub_config
+    from diarq.worker.diarization.backends import read_config
+
+    local = Path(path).expanduser()
+    name = local.name
+    if not (local / hub_config.CONFIG_FILE).is_file():
+        return [Check("diarization model", "fail", f"local directory {name}: no config.yaml",
+                      "the directory needs the pipeline's config.yaml")]
+    try:
+        config = read_config(local / hub_config.CONFIG_FILE)
+        refs = hub_config.hub_references(config)
+    except DiarqError as exc:
+        return [Check("diarization model", "fail", f"local directory {name}: {exc.message}")]
+    out = [Check("diarization model", "ok", f"local directory {name} "
+                 f"({hub_config.clustering_of(config)})")]
+    for repo in refs:
+        try:
+            found = hub_config.resolve_local(repo, local)
+        except DiarqError as exc:
+            out.append(Check(f"repo {repo}", "fail", "not on this machine", exc.message))
+        else:
+            out.append(Check(f"repo {repo}", "ok", f"local copy ({found.parent.name}/)"))
+    return out
+
+
 def check_hub(settings, get: Callable | None = None) -> list[Check]:  # type: ignore[type-arg, no-untyped-def]
-    """Token validity and gated access, over HTTP with short timeouts."""
+    """Token validity, then access to every repo the pipeline needs (its own config says
+    which; names each refused one), over HTTP with short timeouts."""
+    from diarq.shared.errors import DiarqError
     from diarq.shared.settings import hf_token_from_env
+    from diarq.worker.diarization import hub_config
 
     model = settings.hub_diarization_model
     if settings.profile != "hub":
         return [Check("hub access", "skip", "offline profile")]
     if os.path.isdir(os.path.expanduser(model)):
-        has_cfg = os.path.isfile(os.path.join(os.path.expanduser(model), "config.yaml"))
-        return [Check("diarization model", "ok" if has_cfg else "fail",
-                      f"local directory {os.path.basename(model.rstrip('/'))}",
-                      "the directory needs the pipeline's config.yaml")]
+        return check_local_pipeline(model)
     token = hf_token_from_env()
     if not token:
         return [Check("hub access", "skip", "no token")]
     import requests
+    import yaml
 
     get = get or requests.get
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
@@ -149,24 +190,45 @@ def check_hub(settings, get: Callable | None = None) -> list[Check]:  # type: ig
         return [Check("hf token", "warn", f"whoami answered HTTP {who.status_code}")]
     name = (who.json() or {}).get("name", "?")
     out.append(Check("hf token", "ok", f"valid (account {name})"))
-    try:
-        probe = get(f"{endpoint}/{model}/resolve/main/config.yaml", headers=headers,
-                    timeout=HUB_TIMEOUT, stream=True, allow_redirects=True)
-        probe.close()
-    except requests.RequestException as exc:
-        out.append(Check("diarization model", "fail", f"hub unreachable ({type(exc).__name__})",
-                         "check network/proxy"))
-        return out
-    if probe.status_code == 200:
-        out.append(Check("diarization model", "ok", f"{model}: access granted"))
-    elif probe.status_code in (401, 403):
-        out.append(Check("diarization model", "fail", f"{model}: access denied (gated)",
-                         f"accept the conditions at {endpoint}/{model} with account {name}"))
-    elif probe.status_code == 404:
-        out.append(Check("diarization model", "fail", f"{model}: not found",
-                         "check DIARQ_HUB_DIARIZATION_MODEL"))
-    else:
-        out.append(Check("diarization model", "warn", f"{model}: HTTP {probe.status_code}"))
+    repos = hub_config.required_repos(model, None)
+    refused: list[str] = []
+    i = 0
+    while i < len(repos):
+        repo = repos[i]
+        try:
+            probe = get(f"{endpoint}/{repo}/resolve/main/{_repo_probe_file(repo, model)}",
+                        headers=headers, timeout=HUB_TIMEOUT, stream=repo != model,
+                        allow_redirects=True)
+            config = None
+            if repo == model and probe.status_code == 200:
+                # the pipeline's own config says which other repos it loads
+                with contextlib.suppress(yaml.YAMLError, ValueError, TypeError):
+                    config = yaml.safe_load(probe.text)
+            probe.close()
+        except requests.RequestException as exc:
+            out.append(Check(f"repo {repo}", "fail", f"hub unreachable ({type(exc).__name__})",
+                             "check network/proxy"))
+            return out
+        if isinstance(config, dict):
+            with contextlib.suppress(DiarqError):
+                repos = hub_config.required_repos(model, config)
+        gated = " (gated)" if repo in hub_config.GATED else ""
+        if probe.status_code == 200:
+            out.append(Check(f"repo {repo}", "ok", f"access granted{gated}"))
+        elif probe.status_code in (401, 403):
+            refused.append(repo)
+            out.append(Check(f"repo {repo}", "fail", f"access denied{gated}",
+                             f"accept the conditions at {endpoint}/{repo} with account {name}"))
+        elif probe.status_code == 404:
+            out.append(Check(f"repo {repo}", "fail", "not found",
+                             "check DIARQ_HUB_DIARIZATION_MODEL"))
+        else:
+            out.append(Check(f"repo {repo}", "warn", f"HTTP {probe.status_code}"))
+        i += 1
+    if refused:
+        out.append(Check("diarization model", "fail",
+                         f"{model} needs {len(repos)} repos; refused: {', '.join(refused)}",
+                         "request access to each refused repo on its page"))
     return out
 
 

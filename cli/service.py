@@ -93,11 +93,18 @@ def api_environ(environ: Mapping[str, str]) -> dict[str, str]:
               help="Processes (default: DIARQ_WORKER_CONCURRENCY; one per GPU).")
 @click.option("--hostname", "-n", help="Worker name (default: diarq@<host>-<pid>).")
 @click.option("--loglevel", "-l", default=None, help="Log level (default: DIARQ_LOG_LEVEL).")
+@click.option("--gpus", default=None, metavar="0,1,...",
+              help="Start one worker process per GPU (CUDA_VISIBLE_DEVICES=<id>, "
+                   "DIARQ_DEVICE=cuda, concurrency 1, default queue gpu).")
 def worker_cmd(queues: str | None, concurrency: int | None, hostname: str | None,
-               loglevel: str | None) -> None:
+               loglevel: str | None, gpus: str | None) -> None:
     """Run a Celery worker; models load once per process, after fork."""
     settings = get_settings()
     _check_db(settings)
+    if gpus is not None:
+        plan = gpu_worker_plan(gpus, queues=queues, hostname=hostname, loglevel=loglevel,
+                               concurrency=concurrency, device=os.environ.get("DIARQ_DEVICE"))
+        sys.exit(_supervise(plan))
     from diarq.worker.tasks import app
 
     argv = [
@@ -118,6 +125,55 @@ def worker_cmd(queues: str | None, concurrency: int | None, hostname: str | None
     app.worker_main(argv)
     if codes and codes[-1]:
         sys.exit(codes[-1])
+
+
+def gpu_worker_plan(gpus: str, *, queues: str | None = None, hostname: str | None = None,
+                    loglevel: str | None = None, concurrency: int | None = None,
+                    device: str | None = None) -> list[tuple[list[str], dict[str, str]]]:
+    """``diarq worker --gpus 0,1``: one (argv, extra environment) per GPU. Each child is a
+    whole ``diarq worker`` that sees only its GPU, so its models load once on that GPU."""
+    ids = [g.strip() for g in gpus.split(",") if g.strip()]
+    if not ids or len(set(ids)) != len(ids):
+        raise ConfigError(f"--gpus {gpus!r}: give distinct GPU ids separated by commas, e.g. "
+                          "--gpus 0,1")
+    if concurrency not in (None, 1):
+        raise ConfigError("--gpus runs one process per GPU: leave out --concurrency")
+    if device not in (None, "", "cuda", "auto"):
+        raise ConfigError(f"--gpus with DIARQ_DEVICE={device}: unset DIARQ_DEVICE or set cuda")
+    base = hostname or f"diarq@{socket.gethostname()}-{os.getpid()}"
+    plan = []
+    for gpu in ids:
+        argv = ["worker", "--queues", queues or "gpu", "--concurrency", "1",
+                "--hostname", f"{base}-gpu{gpu}"]
+        if loglevel:
+            argv += ["--loglevel", loglevel]
+        plan.append((argv, {"CUDA_VISIBLE_DEVICES": gpu, "DIARQ_DEVICE": "cuda"}))
+    return plan
+
+
+def _supervise(plan: list[tuple[list[str], dict[str, str]]]) -> int:
+    """Run the children until one stops; then stop the others and return its exit code
+    (so an orchestrator restarts the set, e.g. after 78: models could not be loaded)."""
+    procs = [subprocess.Popen(DIARQ + argv, env={**os.environ, **env}, start_new_session=True)
+             for argv, env in plan]
+    stopping: list[int] = []
+
+    def _forward(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _forward)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+    finally:
+        first = next((p for p in procs if p.poll() is not None), None)
+        code = first.returncode if first is not None else 0
+        _stop(procs, timeout_s=600 if stopping else 30)  # warm shutdown: jobs may finish
+    return 0 if stopping and code in (0, -signal.SIGTERM) else code
 
 
 def with_webhook_queue(queues: str) -> str:
@@ -154,13 +210,13 @@ def _log_tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
+def _stop(procs: list[subprocess.Popen], timeout_s: float = 15) -> None:
     # SIGTERM to the main process only: gunicorn and celery then stop their children
     # cleanly; the process group is killed only if that takes too long
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + timeout_s
     for p in procs:
         try:
             p.wait(timeout=max(0.1, deadline - time.monotonic()))

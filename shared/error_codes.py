@@ -148,6 +148,12 @@ CODES: tuple[ErrorCode, ...] = (
        "model (403)", "accept the conditions on the model page the message names"),
     _c("hub_unreachable", None, (WORKER, CLI), "the Hugging Face hub cannot be reached",
        "check the network, or use a local model directory or DIARQ_PROFILE=offline"),
+    _c("gpu_out_of_memory", None, JOB, "the GPU ran out of memory, also after a retry with "
+       "half the batch size", "set DIARQ_BATCH_SIZE lower, use a smaller DIARQ_ASR_MODEL or "
+       "DIARQ_COMPUTE_TYPE=int8_float16, or run the job on a GPU with more memory"),
+    _c("gpu_unavailable", None, (WORKER, CLI), "DIARQ_DEVICE=cuda but no GPU is visible to "
+       "the process", "check the NVIDIA driver and the container's GPU reservation "
+       "(CUDA_VISIBLE_DEVICES), or set DIARQ_DEVICE=auto or cpu"),
     _c("ffmpeg_missing", None, (WORKER, CLI), "ffmpeg/ffprobe is not installed",
        "install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg)"),
     _c("config_invalid", None, (WORKER, CLI), "a setting is invalid or a service is "

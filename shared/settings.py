@@ -55,7 +55,15 @@ class Settings(BaseSettings):
     asr_model: str = "base"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"  # auto: float16 on GPU, int8 on CPU
-    batch_size: int = Field(8, ge=1)
+    # batched inference: WhisperX ASR (0: per device, worker.runtime.resolve_batch_size:
+    # by GPU memory on CUDA, 8 on CPU) and, when set, pyannote's segmentation/embedding
+    # (0: the pipeline config's). A CUDA out-of-memory error retries the stage once with
+    # half of it.
+    batch_size: int = Field(0, ge=0)
+    # hub profile: wav2vec2 alignment models per language, "en=/models/wav2vec2-en,
+    # de=org/model" (a directory or a hub id); other languages use WhisperX's defaults,
+    # and a language with none gets the ASR model's own word times
+    align_models: str = ""
     # hub diarization model: a hub id or a local directory holding config.yaml
     hub_diarization_model: str = "pyannote/speaker-diarization-3.1"
     threads: int = Field(0, ge=0)  # 0: all cores the process may use
@@ -130,6 +138,17 @@ class Settings(BaseSettings):
             )
         return v
 
+    @field_validator("align_models")
+    @classmethod
+    def _align_models(cls, v: str) -> str:
+        parse_align_models(v)
+        return v
+
+    @property
+    def align_model_names(self) -> dict[str, str]:
+        """language -> alignment model (directory or hub id) from DIARQ_ALIGN_MODELS."""
+        return parse_align_models(self.align_models)
+
     @property
     def visibility_timeout_s(self) -> float:
         """Redis redelivery delay: above the time limit of the longest accepted job."""
@@ -164,6 +183,20 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+
+def parse_align_models(text: str) -> dict[str, str]:
+    """``"en=/models/w2v-en, de=org/name"`` -> ``{"en": ..., "de": ...}``."""
+    out: dict[str, str] = {}
+    for item in (p.strip() for p in text.split(",")):
+        if not item:
+            continue
+        language, sep, model = (x.strip() for x in item.partition("="))
+        if not sep or not language or not model:
+            raise ValueError("use language=model pairs separated by commas, e.g. "
+                             "en=/models/wav2vec2-en,de=org/wav2vec2-german")
+        out[language.lower()] = model
+    return out
 
 
 def hf_token_from_env() -> str | None:

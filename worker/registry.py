@@ -13,10 +13,13 @@ import os
 import threading
 from typing import Any
 
+from diarq.shared.errors import ModelError
 from diarq.shared.settings import Settings, get_settings
+from diarq.worker.device import Device, device_for, require_gpu
 from diarq.worker.runtime import (
     asr_threads,
     configure_threads,
+    resolve_batch_size,
     resolve_compute_type,
     resolve_device,
     set_torch_threads,
@@ -32,10 +35,16 @@ _registry_pid: int | None = None
 class ModelRegistry:
     """Holds the diarizer, ASR models (by name) and alignment models (by language)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, device: Device | None = None) -> None:
         self.settings = settings or get_settings()
         self.device = resolve_device(self.settings.device)
+        # the device layer: OOM handling, memory release and figures (worker.device)
+        self.gpu = device or device_for(self.device)
+        if device is None:
+            require_gpu(self.device)  # gpu_unavailable at worker start, not at the first job
         self.compute_type = resolve_compute_type(self.settings.compute_type, self.device)
+        self.batch_size = resolve_batch_size(self.settings.batch_size, self.device,
+                                             self.gpu.total_memory())
         self.threads = configure_threads(self.settings.threads)
         self.asr_threads = asr_threads(self.threads, self.device)
         self._lock = threading.RLock()
@@ -79,7 +88,7 @@ class ModelRegistry:
                     compute_type=self.compute_type,
                     cpu_threads=self.asr_threads,
                     use_whisperx=self.uses_alignment_model,
-                    batch_size=self.settings.batch_size,
+                    batch_size=self.batch_size,
                     download_root=str(self.settings.model_dir / "hub"),
                 )
             return self._asr[name]
@@ -92,10 +101,18 @@ class ModelRegistry:
                 set_nltk_data(self.settings.model_dir / "nltk_data")
                 self._nltk_set = True
             if language not in self._aligners:
-                self._aligners[language] = Aligner(
-                    language, self.device, model_dir=str(self.settings.model_dir / "hub")
-                )
-            return self._aligners[language]
+                try:
+                    self._aligners[language] = Aligner(
+                        language, self.device, model_dir=str(self.settings.model_dir / "hub"),
+                        model_name=self.settings.align_model_names.get(language.lower()),
+                    )
+                except ModelError as exc:
+                    # kept: the next job in this language does not try (and wait) again
+                    self._aligners[language] = exc
+            found = self._aligners[language]
+            if isinstance(found, ModelError):
+                raise ModelError(found.message, code=found.code)
+            return found
 
     # --- lifecycle ----------------------------------------------------------
     def warm_up(self) -> None:
@@ -104,9 +121,9 @@ class ModelRegistry:
         self.diarizer()
         self.asr()
         log.info(
-            "models loaded profile=%s asr=%s device=%s compute_type=%s threads=%d",
-            self.settings.profile, self.settings.asr_model, self.device, self.compute_type,
-            self.threads,
+            "models loaded profile=%s asr=%s device=%s compute_type=%s batch_size=%d "
+            "threads=%d", self.settings.profile, self.settings.asr_model, self.device,
+            self.compute_type, self.batch_size, self.threads,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -114,6 +131,7 @@ class ModelRegistry:
             "profile": self.settings.profile,
             "device": self.device,
             "compute_type": self.compute_type,
+            "batch_size": self.batch_size,
             "threads": self.threads,
             "asr_threads": self.asr_threads,
         }

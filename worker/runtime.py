@@ -73,8 +73,40 @@ def resolve_device(device: str) -> str:
         return "cpu"
 
 
-def resolve_compute_type(compute_type: str, device: str) -> str:
-    """float16 on GPU, int8 on CPU unless configured."""
+def resolve_compute_type(compute_type: str, device: str,
+                         supported: set[str] | None = None) -> str:
+    """CTranslate2's compute type: float16 on a GPU that supports it (else int8_float32,
+    then float32), int8 on CPU, unless configured. ``supported``: what
+    ``ctranslate2.get_supported_compute_types(device)`` says (asked when not given)."""
     if compute_type != "auto":
         return compute_type
-    return "float16" if device == "cuda" else "int8"
+    if supported is None:
+        try:
+            import ctranslate2
+
+            supported = set(ctranslate2.get_supported_compute_types(device))
+        except (ImportError, RuntimeError, ValueError):  # no CUDA runtime: keep the default
+            supported = set()
+    preferred = ("float16", "int8_float32", "float32") if device == "cuda" else (
+        "int8", "float32")
+    for kind in preferred:
+        if not supported or kind in supported:
+            return kind
+    return "default"
+
+
+# auto batch size on CUDA by the GPU's memory (GiB): large-v3 fp16 with batch 16 fits in
+# 16 GB (WhisperX's default batch); pyannote's segmentation/embedding batches are smaller
+# than Whisper's at the same count. bench/gpu.py measures the peak.
+_GPU_BATCH = ((40, 32), (14, 16), (0, 8))
+CPU_BATCH = 8
+
+
+def resolve_batch_size(batch_size: int, device: str, total_memory: int | None) -> int:
+    """DIARQ_BATCH_SIZE when set (> 0); else per device: by GPU memory, 8 on CPU."""
+    if batch_size > 0:
+        return batch_size
+    if device != "cuda" or not total_memory:
+        return CPU_BATCH
+    gib = total_memory / (1 << 30)
+    return next(size for floor, size in _GPU_BATCH if gib >= floor)

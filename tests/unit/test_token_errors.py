@@ -22,10 +22,11 @@ TOKEN = "hf_SecretTokenValue0123456789abcdefXYZ"
 MODEL = "pyannote/speaker-diarization-3.1"
 
 
-def _http_error(status: int, error_code: str | None = None, body: str = "") -> Exception:
+def _http_error(status: int, error_code: str | None = None, body: str = "",
+                repo: str = MODEL, file: str = "config.yaml") -> Exception:
     response = requests.Response()
     response.status_code = status
-    response.url = f"https://huggingface.co/{MODEL}/resolve/main/config.yaml?token={TOKEN}"
+    response.url = f"https://huggingface.co/{repo}/resolve/main/{file}?token={TOKEN}"
     response.headers["X-Error-Message"] = f"Invalid credentials in Authorization header {TOKEN}"
     if error_code:
         response.headers["X-Error-Code"] = error_code
@@ -89,6 +90,37 @@ def test_gated_message_says_where_to_request_access() -> None:
     assert "accept the conditions" in info.value.message
 
 
+def test_access_error_names_the_repo_that_refused_not_the_pipeline() -> None:
+    """3.1 loads segmentation-3.0 from another gated repo: a user with access to 3.1 only
+    must be sent to segmentation-3.0's page."""
+    refused = "pyannote/segmentation-3.0"
+    with pytest.raises(ModelError) as info:
+        call_hub(_raiser(_http_error(403, "GatedRepo", repo=refused, file="pytorch_model.bin")),
+                 MODEL, TOKEN)
+    assert info.value.code == "model_access_denied"
+    assert f"https://hf.co/{refused}" in info.value.message
+    assert f"https://hf.co/{MODEL}" not in info.value.message
+    assert f"{MODEL} needs it" in info.value.message
+    _assert_no_token(info.value)
+
+
+@pytest.mark.parametrize(("url", "repo"), [
+    ("https://huggingface.co/pyannote/segmentation-3.0/resolve/main/pytorch_model.bin",
+     "pyannote/segmentation-3.0"),
+    ("https://huggingface.co/api/models/pyannote/speaker-diarization-community-1/revision/main",
+     "pyannote/speaker-diarization-community-1"),
+    ("https://hf-mirror.example/pyannote/speaker-diarization-3.1/resolve/abc/plda%2Fplda.npz",
+     "pyannote/speaker-diarization-3.1"),
+    ("https://huggingface.co/api/whoami-v2", None),
+])
+def test_repo_from_the_failing_request(url: str, repo: str | None) -> None:
+    from diarq.worker.diarization.hub_errors import repo_from_error
+
+    response = requests.Response()
+    response.url = url
+    assert repo_from_error(requests.HTTPError(response=response)) == repo
+
+
 def test_unreachable_suggests_offline_profile() -> None:
     with pytest.raises(ModelError) as info:
         call_hub(_raiser(requests.ConnectionError("down")), MODEL, TOKEN)
@@ -124,15 +156,22 @@ def test_missing_local_directory(tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
     assert info.value.code == "model_not_found" and "config.yaml" in info.value.message
 
 
-def test_from_pretrained_returning_none_is_a_model_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_pretrained_returning_none_is_a_model_error(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import diarq.worker.diarization.backends as diarization
+    from tests.hub_shaped import CONFIG_31
 
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG_31.format(extra=""))
     monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(diarization, "_download_config", lambda model, token: config)
     monkeypatch.setattr(diarization, "_from_pretrained", lambda checkpoint, token: None)
     with pytest.raises(ModelError) as info:
         load_hub_diarizer(load_settings(profile="hub", hub_diarization_model=MODEL))
     assert info.value.code == "model_access_denied"
-    assert f"https://hf.co/{MODEL}" in info.value.message
+    # every repo 3.1 needs, and not community-1 (its PLDA is not needed: #2044)
+    for repo in (MODEL, "pyannote/segmentation-3.0", "pyannote/wespeaker-voxceleb-resnet34-LM"):
+        assert f"https://hf.co/{repo}" in info.value.message
+    assert "community-1" not in info.value.message
     _assert_no_token(info.value)
 
 

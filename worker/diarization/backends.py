@@ -57,21 +57,50 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") != 1 or os.sep + os.sep in name
 
 
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE is set: hub ids load from the Hugging Face cache only."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelError(
+            f"{path.parent.name}/config.yaml cannot be read ({type(exc).__name__}): point "
+            "DIARQ_HUB_DIARIZATION_MODEL at a pyannote pipeline directory",
+            code="model_not_found",
+        ) from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path.parent.name}/config.yaml is not a pyannote pipeline config",
+                         code="model_not_found")
+    return config
+
+
 def load_hub_diarizer(settings: Settings) -> Diarizer:
+    """pyannote/speaker-diarization-3.1, -community-1 (or any pyannote pipeline) from the
+    hub, the Hugging Face cache or a local directory, loading only the repos its config
+    needs (hub_config)."""
+    from diarq.worker.diarization import hub_config
     from diarq.worker.diarization.hub_errors import call_hub
 
     model = settings.hub_diarization_model.strip()
     local = Path(model).expanduser()
     token = hf_token_from_env()
     if local.is_dir():
-        if not (local / "config.yaml").is_file():
+        if not (local / hub_config.CONFIG_FILE).is_file():
             raise ModelError(
                 f"{local} has no config.yaml: DIARQ_HUB_DIARIZATION_MODEL must be a hub id "
                 "or a directory holding a pyannote pipeline (config.yaml and its models)",
                 code="model_not_found",
             )
-        pipeline = call_hub(lambda: _from_pretrained(local, token), str(local), token)
-        source = f"local directory {local.name}"
+        raw = read_config(local / hub_config.CONFIG_FILE)
+        config = hub_config.prepare(raw, model_id=local, token=token, local_root=local)
+        name, source = local.name, "local directory"
     elif _looks_like_path(model):
         raise ModelError(
             f"diarization model directory {model} does not exist: fix "
@@ -80,34 +109,51 @@ def load_hub_diarizer(settings: Settings) -> Diarizer:
             code="model_not_found",
         )
     else:
-        if not token:
+        if not token and not hub_offline():
+            needs = ", ".join(r for r in hub_config.required_repos(model, None)
+                              if r in hub_config.GATED) or model
             raise ModelError(
                 f"the hub profile needs a Hugging Face token for {model}: set "
                 "HUGGINGFACE_HUB_TOKEN or HF_TOKEN (a read token from "
-                f"https://hf.co/settings/tokens, after accepting the conditions at "
-                f"https://hf.co/{model}), or use DIARQ_PROFILE=offline",
+                "https://hf.co/settings/tokens, after accepting the conditions of "
+                f"{needs} on their pages at https://hf.co/), or use DIARQ_PROFILE=offline",
                 code="token_missing",
             )
-        pipeline = call_hub(lambda: _from_pretrained(model, token), model, token)
-        source = model
+        raw = call_hub(lambda: read_config(_download_config(model, token)), model, token)
+        config = hub_config.prepare(raw, model_id=model, token=token)
+        name, source = model, "hub (HF_HUB_OFFLINE: cache)" if hub_offline() else "hub"
+    pipeline = call_hub(lambda: _from_pretrained(config, token), model, token)
     if pipeline is None:
         # pyannote returns None when a download fails without raising
+        needs = ", ".join(f"https://hf.co/{r}" for r in hub_config.required_repos(model, raw))
         raise ModelError(
-            f"could not load the diarization pipeline {source}: request access at "
-            f"https://hf.co/{model} and accept the conditions, and check the token",
+            f"could not load the diarization pipeline {name}: check the token and that its "
+            f"account accepted the conditions of each repo it needs: {needs}",
             code="model_access_denied",
         )
     info = {
         "backend": "pyannote.audio",
         "profile": "hub",
-        "pipeline": model if source == model else source,
+        "pipeline": name,
+        "source": source,
+        **hub_config.describe(raw),
         "pyannote.audio": package_version("pyannote.audio"),
         "accuracy": "standard (pyannote pretrained pipeline)",
     }
     return _finish(pipeline, info, settings)
 
 
-def _from_pretrained(checkpoint: str | Path, token: str | None) -> Any:
+def _download_config(model: str, token: str | None) -> Path:
+    """The pipeline's config.yaml from the hub (or the cache with HF_HUB_OFFLINE)."""
+    from huggingface_hub import hf_hub_download
+
+    from diarq.worker.diarization.hub_config import CONFIG_FILE
+
+    return Path(hf_hub_download(model, CONFIG_FILE, token=token or None,
+                                library_name="pyannote"))
+
+
+def _from_pretrained(checkpoint: str | Path | dict, token: str | None) -> Any:
     from pyannote.audio import Pipeline
 
     return Pipeline.from_pretrained(checkpoint, token=token)

@@ -56,6 +56,11 @@ class Diarizer:
     def describe(self) -> dict[str, Any]:
         return dict(self.info)
 
+    @property
+    def batch_size(self) -> int:
+        """The pipeline's own batch size (its config.yaml's, 32 for 3.1/community-1)."""
+        return int(getattr(self.pipeline, "segmentation_batch_size", 0) or 1)
+
     def diarize(
         self,
         waveform: np.ndarray,
@@ -64,15 +69,20 @@ class Diarizer:
         min_speakers: int | None = None,
         max_speakers: int | None = None,
         progress: Callable[[float], None] | None = None,
+        batch_size: int | None = None,
     ) -> list[Turn]:
         """Speaker turns (overlapping where people talk at once), SPEAKER_00.. in order of
-        first appearance. ``waveform``: float32 mono 16 kHz."""
+        first appearance. ``waveform``: float32 mono 16 kHz. ``batch_size``: chunks per
+        segmentation / embedding batch (the pipeline's own when None)."""
         import torch
 
         audio = np.asarray(waveform, dtype=np.float32).reshape(-1)
         if audio.size == 0:
             raise AudioError("the audio is empty: nothing to diarize", code="audio_empty")
         set_torch_threads(self.threads)
+        if batch_size:
+            self.pipeline.segmentation_batch_size = batch_size
+            self.pipeline.embedding_batch_size = batch_size
         hook = _Progress(progress)
         output = self.pipeline(
             {"waveform": torch.from_numpy(audio)[None], "sample_rate": SAMPLE_RATE,

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import unquote, urlparse
 
-from diarq.shared.errors import ModelError
+from diarq.shared.errors import DiarqError, ModelError
 from diarq.shared.redact import redact
 
 T = TypeVar("T")
@@ -23,6 +24,26 @@ _OFFLINE_HINT = (
 )
 
 
+def repo_from_error(exc: BaseException) -> str | None:
+    """The repo id of the request that failed (huggingface_hub errors carry the response,
+    whose URL is ``<endpoint>/<owner>/<name>/resolve/...`` or ``.../api/models/<owner>/
+    <name>/...``): a pipeline loads several repos, and the one that refused is the one
+    the user must act on, not necessarily the configured pipeline."""
+    for source in (getattr(exc, "response", None), getattr(exc, "request", None)):
+        url = getattr(source, "url", None)
+        if not isinstance(url, str) or not url:
+            continue
+        parts = [unquote(p) for p in urlparse(url).path.split("/") if p]
+        if parts[:2] == ["api", "models"]:
+            parts = parts[2:]
+        elif parts[:1] == ["api"]:
+            parts = parts[1:]
+        if len(parts) >= 2 and (len(parts) == 2 or parts[2] in ("resolve", "revision",
+                                                                  "tree", "blob")):
+            return f"{parts[0]}/{parts[1]}"
+    return None
+
+
 def _status(exc: BaseException) -> int | None:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
@@ -30,7 +51,8 @@ def _status(exc: BaseException) -> int | None:
 
 
 def classify(exc: BaseException, model: str, token: str | None) -> ModelError | None:
-    """The ModelError for a failure while loading ``model`` from the hub; None if unknown."""
+    """The ModelError for a failure while loading ``model`` from the hub; None if unknown.
+    Messages name the repo of the failing request where the error carries it."""
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -56,12 +78,15 @@ def classify(exc: BaseException, model: str, token: str | None) -> ModelError | 
     except ImportError:  # pragma: no cover
         pass
 
-    url = f"https://hf.co/{model}"
+    repo = repo_from_error(exc) or model
+    url = f"https://hf.co/{repo}"
+    needed_by = f" ({model} needs it)" if repo != model else ""
     status = _status(exc)
     if isinstance(exc, GatedRepoError) or (status == 403):
         return ModelError(
-            f"access to the gated model {model} is denied for this token: request access at "
-            f"{url} and accept the conditions (with the account the token belongs to)",
+            f"access to the gated model {repo}{needed_by} is denied for this token: request "
+            f"access at {url} and accept the conditions (with the account the token belongs "
+            "to)",
             code="model_access_denied",
         )
     if status == 401:
@@ -72,8 +97,8 @@ def classify(exc: BaseException, model: str, token: str | None) -> ModelError | 
                 code="token_invalid",
             )
         return ModelError(
-            f"{model} needs a Hugging Face token: set HUGGINGFACE_HUB_TOKEN or HF_TOKEN "
-            f"(and accept the conditions at {url})",
+            f"{repo}{needed_by} needs a Hugging Face token: set HUGGINGFACE_HUB_TOKEN or "
+            f"HF_TOKEN (and accept the conditions at {url})",
             code="token_missing",
         )
     # LocalEntryNotFoundError: not in the cache and the hub could not be reached
@@ -85,10 +110,11 @@ def classify(exc: BaseException, model: str, token: str | None) -> ModelError | 
         )
     if isinstance(exc, RepositoryNotFoundError | RevisionNotFoundError | EntryNotFoundError
                   | HFValidationError) or status == 404:
+        what = (f"{repo}, which {model} needs, was not found on the hub" if needed_by
+                else f"diarization model {model} was not found on the hub")
         return ModelError(
-            f"diarization model {model} was not found on the hub: check "
-            "DIARQ_HUB_DIARIZATION_MODEL (e.g. pyannote/speaker-diarization-3.1 or "
-            "pyannote/speaker-diarization-community-1)",
+            f"{what}: check DIARQ_HUB_DIARIZATION_MODEL (e.g. "
+            "pyannote/speaker-diarization-3.1 or pyannote/speaker-diarization-community-1)",
             code="model_not_found",
         )
     if status is not None and status >= 500:
@@ -105,6 +131,8 @@ def call_hub(load: Callable[[], T], model: str, token: str | None) -> T:
     mapped: ModelError | None = None
     try:
         return load()
+    except DiarqError:
+        raise  # ours: already actionable and built from our own text
     except Exception as exc:  # noqa: BLE001 - every failure is mapped or wrapped below
         mapped = classify(exc, model, token)
         if mapped is None:

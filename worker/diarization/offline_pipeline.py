@@ -14,23 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from pyannote.audio.core.io import Audio
-from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
 
 from diarq.worker.diarization.clustering import SpeakerCountClustering
 from diarq.worker.diarization.ge2e import GE2EEmbedding
+from diarq.worker.diarization.hub_config import NoPLDA
 
 # Segmentation post-processing for pyannote/segmentation v2 (values of pyannote's
 # own speaker-diarization 2.1 recipe for this checkpoint).
 SEGMENTATION_PARAMS = {"threshold": 0.4442, "min_duration_off": 0.5817}
-
-
-class _UnusedPLDA(PLDA):
-    """SpeakerDiarization's constructor always loads a PLDA (for VBx clustering); our
-    clustering does not use one, and no PLDA exists offline."""
-
-    def __init__(self) -> None:  # noqa: D107 - deliberately loads nothing
-        pass
 
 
 def _embedding_file(embedding: Any) -> Path:
@@ -69,7 +61,8 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
             # there are enough of them (measured: fewer speaker-count errors)
             embedding_exclude_overlap=True,
             embedding=str(_embedding_file(embedding)),
-            plda=_UnusedPLDA(),
+            # SpeakerDiarization always loads a PLDA (for VBx); ours clusters without
+            plda=NoPLDA(),
             clustering="OracleClustering",
             embedding_batch_size=embedding_batch_size,
             segmentation_batch_size=segmentation_batch_size,
