@@ -130,7 +130,8 @@ server_option = click.option("--server", envvar="DIARQ_SERVER", default=DEFAULT_
 @click.option("--min-speakers", type=int)
 @click.option("--max-speakers", type=int)
 @click.option("--language", help="Language code; detected when absent.")
-@click.option("--participants", help='Names in order of first appearance: "Anna,Boris".')
+@click.option("--participants", help='Names in order of first appearance: "Anna, Boris" or a '
+              'JSON list: [{"name": "Anna"}, {"name": "Boris"}] or ["Anna", "Boris"].')
 @click.option("--prompt", help="Initial prompt for transcription.")
 @click.option("--asr-model")
 @click.option("--no-diarize", is_flag=True)
@@ -145,6 +146,9 @@ def submit_cmd(file: Path, server: str, no_diarize: bool, no_align: bool, wait: 
         options["diarize"] = False
     if no_align:
         options["align"] = False
+    from diarq.shared.options import parse_options
+
+    parse_options(options)  # the server's own check, before the upload: fails fast, same text
     job = submit_file(server.rstrip("/"), file, options)
     if not wait:
         click.echo(job["id"])
