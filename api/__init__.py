@@ -55,6 +55,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from diarq.api.jobs import bp as jobs_bp
     from diarq.api.metrics import bp as metrics_bp
     from diarq.api.webhook_secret import bp as webhook_secret_bp
+    from diarq.api.workers import bp as workers_bp
 
     app.register_blueprint(jobs_bp)
     app.register_blueprint(batches_bp)
@@ -62,6 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(webhook_secret_bp)
+    app.register_blueprint(workers_bp)
     register_error_handlers(app)
     app.teardown_request(discard_unclaimed_uploads)
     _preload_submit_path()

@@ -9,13 +9,13 @@ from sqlalchemy import select
 
 from diarq.api.auth import owner_filter
 from diarq.api.errors import ApiError
+from diarq.api.job_json import job_json, jobs_json
 from diarq.api.pagination import newest_first, page_limit, split_page
 from diarq.api.submit import form_options, submit
 from diarq.shared import jobs
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import detach_copies, lock_for_delete, result_data
 from diarq.shared.orm import ACTIVE, CANCELED, FAILED, STATUSES, SUCCEEDED, Job
-from diarq.shared.serialize import job_to_dict
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -53,7 +53,7 @@ def _owned(job: Job) -> bool:
 @bp.get("/<job_id>")
 def get_job(job_id: str):  # noqa: ANN201
     with session_scope(_settings()) as session:
-        return jsonify(job_to_dict(_get_job(session, job_id)))
+        return jsonify(job_json(session, _get_job(session, job_id)))
 
 
 @bp.get("")
@@ -74,7 +74,8 @@ def list_jobs():  # noqa: ANN201
         query = query.where(Job.batch_id == batch_id.lower())
     with session_scope(_settings()) as session:
         rows, next_cursor = split_page(list(session.scalars(query)), limit)
-    return jsonify({"jobs": [job_to_dict(j) for j in rows], "next_cursor": next_cursor})
+        body = jobs_json(session, rows)
+    return jsonify({"jobs": body, "next_cursor": next_cursor})
 
 
 @bp.get("/<job_id>/result")

@@ -15,13 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from diarq.api.errors import ApiError
+from diarq.api.job_json import job_json
 from diarq.api.upload import uploaded
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import canonical_json, find_reusable, options_sha256
 from diarq.shared.errors import AudioError
 from diarq.shared.options import JobOptions, check_job_model, parse_options
 from diarq.shared.orm import QUEUED, SUCCEEDED, Job, utcnow
-from diarq.shared.serialize import job_to_dict
 from diarq.shared.settings import Settings
 from diarq.shared.storage import Storage, StoredFile
 
@@ -264,7 +264,9 @@ def _by_key(key: str) -> Job | None:
 
 
 def _answer(job: Job, status: int):  # noqa: ANN202
-    resp = jsonify(job_to_dict(job))
+    with session_scope(current_app.extensions["diarq"].settings) as session:
+        body = job_json(session, job)
+    resp = jsonify(body)
     resp.status_code = status
     resp.headers["Location"] = f"/v1/jobs/{job.id}"
     return resp

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 # where a code is seen
 REQUEST = "API answer"
 JOB = "failed job"
-WORKER = "worker start / doctor"
+WORKER = "worker start (its log, GET /v1/workers, waiting.error) / doctor"
+WAITING = "queued job (waiting)"
+WORKERS = "worker registry (GET /v1/workers)"
 CLI = "CLI"
 
 
@@ -123,6 +125,22 @@ CODES: tuple[ErrorCode, ...] = (
        "DIARQ_JOB_TIME_LIMIT_FACTOR"),
     _c("worker_lost", None, JOB, "the workers running the job died on every attempt",
        "submit again; operators: look for killed workers (memory) in their logs"),
+    # --- why a queued job waits (its `waiting`; not errors: the job still runs later) ----
+    _c("no_worker", None, WAITING, "no worker is running for the job's queue (none has sent "
+       "a heartbeat lately)", "wait; operators: start one (`diarq worker --queues QUEUE`)"),
+    _c("workers_unusable", None, WAITING, "the queue's workers stopped because they cannot "
+       "run jobs; `waiting.error` carries their code (token_invalid, model_access_denied, "
+       "hub_unreachable...)", "tell the operator; operators: fix what that code says and "
+       "start the workers again"),
+    _c("workers_starting", None, WAITING, "the queue's workers are loading their models",
+       "wait: the job starts once one is ready"),
+    _c("queue_busy", None, WAITING, "every worker of the queue is running a job; "
+       "`waiting.position` says where this job is", "wait; operators: add workers"),
+    _c("dispatching", None, WAITING, "a worker is free and the job is about to start",
+       "wait a moment"),
+    _c("worker_unresponsive", None, WORKERS, "a worker stopped heart-beating without saying "
+       "it stopped (killed, or its machine is unreachable)",
+       "operators: look at that machine; its running jobs are retried elsewhere"),
     # --- models (worker start, doctor, or per job) -------------------------------------
     _c("model_error", 503, (WORKER, JOB), "a model could not be loaded",
        "run `diarq doctor` on the worker machine"),

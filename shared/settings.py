@@ -80,8 +80,14 @@ class Settings(BaseSettings):
     # prefix for every broker key (lets tests and several deployments share one Redis)
     broker_key_prefix: str = ""
     reaper_interval_s: float = Field(30.0, gt=0)
-    # queued rows older than this are enqueued again (their message may be lost)
+    # queued rows the broker holds no message for are enqueued again once this old (at
+    # once when the broker is seen restarting; worker/reaper.py)
+    lost_message_after_s: float = Field(60.0, gt=0)
+    # a broker that cannot count its messages: queued rows older than this are enqueued
+    # again (their message may be lost)
     requeue_queued_after_s: float = Field(1800.0, gt=0)
+    # rows of workers not heard of for this long leave the registry (GET /v1/workers)
+    worker_forget_after_s: float = Field(86400.0, gt=0)
     api_workers: int = Field(2, ge=1)  # gunicorn processes of `diarq api`
     api_threads: int = Field(4, ge=1)  # gunicorn (gthread) threads per API process
     log_level: str = "INFO"
