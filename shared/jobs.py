@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from diarq.shared.orm import (
@@ -177,6 +177,27 @@ def fail_running(session: Session, job_id: str, worker_host: str, code: str,
                           .execution_options(synchronize_session=False))
     session.commit()
     return res.rowcount == 1
+
+
+def hand_back(session: Session, worker_name: str) -> list[str]:
+    """running -> queued for every attempt of the worker ``worker_name`` (rows record
+    ``<name>:<pid>``), stopped on purpose before its job finished (`diarq up` stopping):
+    the attempt is not counted, since the job did nothing wrong. Returns the ids; the
+    caller enqueues them again (a message the broker still holds is a harmless
+    duplicate: the claim is a compare-and-set)."""
+    now = utcnow()
+    mine = and_(Job.status == RUNNING, Job.worker.startswith(f"{worker_name}:", autoescape=True))
+    ids = list(session.scalars(select(Job.id).where(mine)))
+    taken = []
+    for job_id in ids:
+        res = session.execute(update(Job).where(mine, Job.id == job_id).values(
+            status=QUEUED, claim_token=None, worker=None, stage=None, progress=0.0,
+            attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0),
+            enqueued_at=now, updated_at=now).execution_options(synchronize_session=False))
+        if res.rowcount:
+            taken.append(job_id)
+    session.commit()
+    return taken
 
 
 def is_cancelled(session: Session, job_id: str, token: str) -> bool:

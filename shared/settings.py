@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     requeue_queued_after_s: float = Field(1800.0, gt=0)
     # rows of workers not heard of for this long leave the registry (GET /v1/workers)
     worker_forget_after_s: float = Field(86400.0, gt=0)
+    # `diarq up` stopping (SIGTERM, SIGINT, SIGHUP): its worker may finish the running
+    # job this long; then it is killed and the job goes back to the queue
+    stop_grace_s: float = Field(30.0, ge=0)
     api_workers: int = Field(2, ge=1)  # gunicorn processes of `diarq api`
     api_threads: int = Field(4, ge=1)  # gunicorn (gthread) threads per API process
     log_level: str = "INFO"
