@@ -23,6 +23,8 @@ class Diarq:
         # one per app: its root is resolved once, not on every request
         self.storage = Storage(settings)
         self.celery = make_celery(settings)
+        # (pid, semaphore) of the requests allowed to wait for their job (api/result_wait.py)
+        self.waiter_slots: tuple[int, Any] | None = None
 
     def init_app(self, app: Flask) -> None:
         app.extensions["diarq"] = self

@@ -231,13 +231,16 @@ def test_compatibility_route(client, speech_wav):  # noqa: ANN001
     with open(speech_wav, "rb") as fh:
         resp = client.post("/api/diarize", content_type="multipart/form-data", data={
             "audioFile": (fh, "meeting.wav"), "minSpeakers": "1", "maxSpeakers": "2",
-            "participants": "Anna, Boris", "prompt": "Weekly meeting."})
+            "participants": "Anna, Boris", "prompt": "Weekly meeting."},
+            headers={"Prefer": "respond-async"})
     job = check_spec(resp, "/api/diarize", "POST")
     assert resp.status_code == 202 and resp.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["options"]["participants"] == ["Anna", "Boris"]
     assert (job["options"]["min_speakers"], job["options"]["max_speakers"]) == (1, 2)
     assert job["audio"]["filename"] == "meeting.wav"
     assert wait_done(client, job["id"])["status"] == "succeeded"
+    # without Prefer the original client's request waits and gets the result itself
+    # (tests/integration/test_seed_client.py)
 
     resp = client.post("/api/diarize", content_type="multipart/form-data",
                        data={"file": (io.BytesIO(b"x"), "a.wav")})
