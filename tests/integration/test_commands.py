@@ -197,6 +197,13 @@ class _Up:
         return rc, self.log.read_text()
 
 
+def _job_row(tmp_path: Path, job_id: str, columns: str) -> tuple:
+    """Columns of one job in the embedded SQLite database of `diarq up`."""
+    with sqlite3.connect(tmp_path / "diarq.db") as conn:
+        return conn.execute(f"SELECT {columns} FROM jobs WHERE id = ?",  # noqa: S608
+                            (job_id,)).fetchone()
+
+
 def test_up_stops_its_children_on_sigterm_handing_back_or_finishing_the_job(
         tmp_path, speech_wav) -> None:  # noqa: ANN001
     # a job longer than the grace time: the worker is stopped, its job goes back to queued
@@ -206,10 +213,8 @@ def test_up_stops_its_children_on_sigterm_handing_back_or_finishing_the_job(
     rc, log = up.stop(signal.SIGTERM)
     assert rc == 0, log[-3000:]
     assert "stopped: api exit 0; worker killed, 1 job(s) handed back to the queue" in log
-    with sqlite3.connect(tmp_path / "diarq.db") as conn:
-        row = conn.execute("SELECT status, attempts, worker FROM jobs WHERE id = ?",
-                           (job_id,)).fetchone()
-    assert row == ("queued", 0, None)  # handed back, the interrupted attempt not counted
+    # handed back, the interrupted attempt not counted
+    assert _job_row(tmp_path, job_id, "status, attempts, worker") == ("queued", 0, None)
 
     # the next `diarq up` runs the handed-back job; a job shorter than the grace time is
     # finished before the worker exits
@@ -221,9 +226,7 @@ def test_up_stops_its_children_on_sigterm_handing_back_or_finishing_the_job(
     rc, log = up.stop(signal.SIGTERM)
     assert rc == 0, log[-3000:]
     assert "stopped: api exit 0; worker exit 0" in log
-    with sqlite3.connect(tmp_path / "diarq.db") as conn:
-        assert conn.execute("SELECT status, attempts FROM jobs WHERE id = ?",
-                            (second,)).fetchone() == ("succeeded", 1)
+    assert _job_row(tmp_path, second, "status, attempts") == ("succeeded", 1)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
