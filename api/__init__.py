@@ -23,6 +23,8 @@ class Diarq:
         # one per app: its root is resolved once, not on every request
         self.storage = Storage(settings)
         self.celery = make_celery(settings)
+        # (pid, semaphore) of the requests allowed to wait for their job (api/result_wait.py)
+        self.waiter_slots: tuple[int, Any] | None = None
 
     def init_app(self, app: Flask) -> None:
         app.extensions["diarq"] = self
@@ -55,6 +57,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from diarq.api.jobs import bp as jobs_bp
     from diarq.api.metrics import bp as metrics_bp
     from diarq.api.webhook_secret import bp as webhook_secret_bp
+    from diarq.api.workers import bp as workers_bp
 
     app.register_blueprint(jobs_bp)
     app.register_blueprint(batches_bp)
@@ -62,6 +65,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(webhook_secret_bp)
+    app.register_blueprint(workers_bp)
     register_error_handlers(app)
     app.teardown_request(discard_unclaimed_uploads)
     _preload_submit_path()

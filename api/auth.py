@@ -3,7 +3,8 @@ and the start-up check that refuses an unauthenticated API on a public address.
 
 ``g.api_key_id`` is the caller's key id (None when DIARQ_AUTH=off); api/jobs.py scopes
 every job lookup by it, so another key's job is a 404, indistinguishable from a job
-that does not exist.
+that does not exist. ``g.operator``: the caller may see worker names and hosts (an
+operator's key, or auth off: the single user of an embedded install).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from diarq.api.errors import error_response
 from diarq.shared.apikeys import parse_bearer
 from diarq.shared.db import session_scope
 from diarq.shared.errors import ConfigError
-from diarq.shared.keystore import authenticate
+from diarq.shared.keystore import authenticate_with_role
 from diarq.shared.orm import QUEUED, Job, utcnow
 from diarq.shared.settings import Settings
 
@@ -68,6 +69,7 @@ def too_many(code: str, message: str, retry_after_s: int):  # noqa: ANN201
 def _authenticate():  # noqa: ANN202 (None or a flask response)
     settings: Settings = current_app.extensions["diarq"].settings
     g.api_key_id = None
+    g.operator = settings.auth == "off"
     if request.path in PUBLIC_PATHS:
         return None
     if settings.auth == "on":
@@ -76,15 +78,20 @@ def _authenticate():  # noqa: ANN202 (None or a flask response)
             return unauthorized("this API needs a key: send the header "
                                 "'Authorization: Bearer <key>' (an operator creates keys "
                                 "with `diarq keys create --name NAME`)")
-        key_id = authenticate(settings, key)
-        if key_id is None:
+        found = authenticate_with_role(settings, key)
+        if found is None:
             return unauthorized("the API key is unknown or revoked; ask the operator for "
                                 "a valid key (`diarq keys list`)")
-        g.api_key_id = key_id
+        g.api_key_id, g.operator = found
     if request.method == "POST" and request.endpoint in SUBMIT_ENDPOINTS:
         # checked before the body is read: a refused upload costs no disk or bandwidth
         return check_submit_limits(settings, g.api_key_id)
     return None
+
+
+def is_operator() -> bool:
+    """May the caller see worker names and hosts (SECURITY.md)?"""
+    return bool(g.get("operator", False))
 
 
 def owner_filter(key_id: int | None):  # noqa: ANN201 (SQL expression)

@@ -38,6 +38,8 @@ from diarq.shared.storage import HashingWriter, Storage, StoredFile
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 
 FILES_FIELD = "files"
+# the field POST /v1/jobs takes: a first try with it must not be answered "no files"
+FILE_FIELD = "file"
 
 
 def _settings():  # noqa: ANN202
@@ -53,13 +55,14 @@ def _owner_filter():  # noqa: ANN202 (SQL expression)
 def create_batch():  # noqa: ANN201
     settings = _settings()
     storage: Storage = current_app.extensions["diarq"].storage
-    parts = [(f.filename, f.stream) for f in request.files.getlist(FILES_FIELD)
-             if isinstance(f.stream, HashingWriter)]
+    parts = [(f.filename, f.stream) for field in (FILES_FIELD, FILE_FIELD)
+             for f in request.files.getlist(field) if isinstance(f.stream, HashingWriter)]
     if not parts:
         raise ApiError(f"no files: send the recordings as repeated multipart/form-data "
-                       f"field '{FILES_FIELD}', or one .zip/.tar/.tar.gz archive in it",
-                       code="file_missing", http_status=400)
-    intake = read_intake(form_options(exclude={FILES_FIELD}))  # one for every entry
+                       f"field '{FILES_FIELD}' (or '{FILE_FIELD}'), or one .zip/.tar/.tar.gz "
+                       "archive in it", code="file_missing", http_status=400)
+    # one for every entry
+    intake = read_intake(form_options(exclude={FILES_FIELD, FILE_FIELD}))
     options, key = intake.options, intake.idempotency_key
     request_hash = intake.request_hash([f"{name}:{w.sha256}" for name, w in parts])
     if key:

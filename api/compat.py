@@ -1,11 +1,15 @@
-"""POST /api/diarize: the original client's route (camelCase fields), same answer as
-POST /v1/jobs."""
+"""POST /api/diarize: the original client's route (camelCase fields). Like the original
+service it answers with the result: it waits for the job (up to DIARQ_WAIT_MAX_S, or
+``Prefer: wait=N``) and sends the result JSON (200); past that, or when this API process
+already has DIARQ_MAX_WAITERS requests waiting, it answers like POST /v1/jobs (202, the
+job and its Location) and the client polls (api/result_wait.py)."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, current_app, request
 
-from diarq.api.submit import form_options, submit
+from diarq.api.result_wait import answer_when_done, wait_seconds
+from diarq.api.submit import create_job, form_options
 
 bp = Blueprint("compat", __name__)
 
@@ -25,4 +29,8 @@ def diarize():  # noqa: ANN201
     raw = form_options(exclude={"audioFile"})
     # unknown fields pass through unchanged so parse_options rejects them (422)
     options = {_FIELDS.get(k, k): v for k, v in raw.items()}
-    return submit("audioFile", options)
+    job, status = create_job("audioFile", options)
+    settings = current_app.extensions["diarq"].settings
+    seconds, asked = wait_seconds(request.headers.get("Prefer"), settings,
+                                  default=settings.wait_max_s)
+    return answer_when_done(job, status, seconds, asked=asked, with_result=True)

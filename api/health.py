@@ -1,14 +1,25 @@
-"""/healthz (liveness), /readyz (DB + broker reachable), /openapi.json."""
+"""/healthz (liveness), /readyz (DB + broker reachable; the workers per queue as a check
+of their own that does not make the API unready), /openapi.json."""
 
 from __future__ import annotations
 
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from diarq.shared.db import check_database
+from diarq.shared.db import check_database, session_scope
+from diarq.shared.settings import Settings
+from diarq.shared.workers import (
+    NO_WORKER_CODE,
+    STARTING,
+    WORKERS_STARTING_CODE,
+    WORKERS_UNUSABLE_CODE,
+    by_queue,
+    load_workers,
+)
 
 bp = Blueprint("health", __name__)
 SPEC_PATH = Path(__file__).with_name("openapi.json")
@@ -35,15 +46,46 @@ def readyz():  # noqa: ANN201
     except Exception as exc:
         checks["broker"] = f"unreachable ({type(exc).__name__})"
     ready = all(v == "ok" for v in checks.values())
+    # reported, never a reason to take the API out of a load balancer: it still accepts
+    # jobs, and they say why they wait
+    checks["workers"], workers = "unknown (database unreachable)", {}
+    if checks["database"] == "ok":
+        try:
+            checks["workers"], workers = _workers_check(diarq.settings)
+        except Exception as exc:  # noqa: BLE001 - a probe answers, whatever happens
+            checks["workers"] = f"unknown ({type(exc).__name__})"
     if not ready:
-        failing = ", ".join(k for k, v in checks.items() if v != "ok")
+        failing = ", ".join(k for k, v in checks.items() if v != "ok" and k != "workers")
         resp = jsonify({"error": {"code": "not_ready",
                                   "message": f"not ready: {failing} unreachable; check "
                                              "DIARQ_DATABASE_URL / DIARQ_BROKER_URL"},
-                        "checks": checks})
+                        "checks": checks, "workers": workers})
         resp.status_code = 503
         return resp
-    return jsonify({"status": "ready", "checks": checks})
+    return jsonify({"status": "ready", "checks": checks, "workers": workers})
+
+
+def _workers_check(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """("ok" or what is wrong with the queue jobs go to, per-queue summaries). Public:
+    counts and error codes only, no names, hosts or messages."""
+    with session_scope(settings) as session:
+        views = load_workers(session, stale_after_s=settings.stale_after_s)
+    queues = by_queue(views, [settings.job_queue])
+    summary = {}
+    for name, group in sorted(queues.items()):
+        info = group.summary()
+        summary[name] = {"usable": info["usable"], "alive": info["alive"],
+                         "states": info["states"],
+                         "error_code": info["error"]["code"] if info["error"] else None}
+    jobs_queue = queues[settings.job_queue]
+    if jobs_queue.usable:
+        return "ok", summary
+    error = jobs_queue.latest_error
+    if error is not None:
+        return f"{settings.job_queue}: {WORKERS_UNUSABLE_CODE} ({error.error_code})", summary
+    if jobs_queue.count(STARTING):
+        return f"{settings.job_queue}: {WORKERS_STARTING_CODE}", summary
+    return f"{settings.job_queue}: {NO_WORKER_CODE}", summary
 
 
 @lru_cache(maxsize=1)

@@ -9,13 +9,15 @@ from sqlalchemy import select
 
 from diarq.api.auth import owner_filter
 from diarq.api.errors import ApiError
+from diarq.api.job_json import job_json, jobs_json
 from diarq.api.pagination import newest_first, page_limit, split_page
-from diarq.api.submit import form_options, submit
+from diarq.api.result_wait import answer_when_done, wait_seconds
+from diarq.api.submit import answer, form_options
+from diarq.api.submit import create_job as submit_job
 from diarq.shared import jobs
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import detach_copies, lock_for_delete, result_data
 from diarq.shared.orm import ACTIVE, CANCELED, FAILED, STATUSES, SUCCEEDED, Job
-from diarq.shared.serialize import job_to_dict
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -26,7 +28,13 @@ def _settings():  # noqa: ANN202
 
 @bp.post("")
 def create_job():  # noqa: ANN201
-    return submit("file", form_options(exclude={"file"}))
+    """202 with the job; with ``Prefer: wait=N`` the answer waits until the job ends (200)
+    or N seconds pass (202)."""
+    job, status = submit_job("file", form_options(exclude={"file"}))
+    seconds, asked = wait_seconds(request.headers.get("Prefer"), _settings(), default=0)
+    if not asked:
+        return answer(job, status)
+    return answer_when_done(job, status, seconds, asked=asked, with_result=False)
 
 
 def _is_job_id(value: str) -> bool:
@@ -52,8 +60,15 @@ def _owned(job: Job) -> bool:
 
 @bp.get("/<job_id>")
 def get_job(job_id: str):  # noqa: ANN201
+    """The job; with ``Prefer: wait=N`` once it has ended or N seconds passed (a long
+    poll instead of many short ones)."""
     with session_scope(_settings()) as session:
-        return jsonify(job_to_dict(_get_job(session, job_id)))
+        job = _get_job(session, job_id)
+        body = job_json(session, job)
+    seconds, asked = wait_seconds(request.headers.get("Prefer"), _settings(), default=0)
+    if not asked or body["status"] in ("succeeded", "failed", "canceled"):
+        return jsonify(body)
+    return answer_when_done(job, 200, seconds, asked=asked, with_result=False)
 
 
 @bp.get("")
@@ -74,7 +89,8 @@ def list_jobs():  # noqa: ANN201
         query = query.where(Job.batch_id == batch_id.lower())
     with session_scope(_settings()) as session:
         rows, next_cursor = split_page(list(session.scalars(query)), limit)
-    return jsonify({"jobs": [job_to_dict(j) for j in rows], "next_cursor": next_cursor})
+        body = jobs_json(session, rows)
+    return jsonify({"jobs": body, "next_cursor": next_cursor})
 
 
 @bp.get("/<job_id>/result")

@@ -11,8 +11,8 @@ time from shared state instead of in-process counters:
 - ``diarq_gpu_peak_memory_bytes``: histogram of the peak GPU memory (torch's allocator)
   of the same recent jobs that ran on a GPU (a worker resets the peak at each job start and
   releases cached memory at its end);
-- ``diarq_workers``: workers answering a Celery ping within PING_TIMEOUT_S (Redis
-  broker only), so a scrape never hangs on a dead worker.
+- ``diarq_workers{queue,state}``: registered workers by queue and state (starting,
+  ready, busy, stopping, stopped, lost) from the ``workers`` table, any broker.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from sqlalchemy import func, select
 from diarq.shared.celery_app import QUEUES
 from diarq.shared.db import session_scope
 from diarq.shared.orm import STATUSES, SUCCEEDED, Job, JobResult
+from diarq.shared.workers import STATES, by_queue, load_workers
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
 RECENT_JOBS = 500
-PING_TIMEOUT_S = 0.5
 STAGE_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 RTF_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
 GPU_MEMORY_BUCKETS = tuple(gib * (1 << 30) for gib in (0.5, 1, 2, 4, 8, 16, 24, 40, 80, 140))
@@ -45,8 +45,8 @@ def metrics() -> Response:
     with session_scope(settings) as session:
         _job_counts(session, registry)
         _recent_timings(session, registry)
+        _workers(session, settings, registry)
     _queue_depths(settings, registry)
-    _workers(registry)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -110,13 +110,10 @@ def _queue_depths(settings: Any, registry: CollectorRegistry) -> None:
         client.close()
 
 
-def _workers(registry: CollectorRegistry) -> None:
-    diarq = current_app.extensions["diarq"]
-    if not diarq.settings.broker_url.startswith(("redis://", "rediss://")):
-        return
-    try:
-        replies = diarq.celery.control.ping(timeout=PING_TIMEOUT_S) or []
-    except Exception:
-        log.warning("metrics: worker ping failed", exc_info=True)
-        return
-    Gauge("diarq_workers", "Workers answering a ping", registry=registry).set(len(replies))
+def _workers(session: Any, settings: Any, registry: CollectorRegistry) -> None:
+    gauge = Gauge("diarq_workers", "Registered workers by queue and state", ["queue", "state"],
+                  registry=registry)
+    views = load_workers(session, stale_after_s=settings.stale_after_s)
+    for queue, group in by_queue(views, [settings.job_queue]).items():
+        for state in STATES:
+            gauge.labels(queue, state).set(group.count(state))

@@ -15,13 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from diarq.api.errors import ApiError
+from diarq.api.job_json import job_json
 from diarq.api.upload import uploaded
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import canonical_json, find_reusable, options_sha256
 from diarq.shared.errors import AudioError
 from diarq.shared.options import JobOptions, check_job_model, parse_options
 from diarq.shared.orm import QUEUED, SUCCEEDED, Job, utcnow
-from diarq.shared.serialize import job_to_dict
 from diarq.shared.settings import Settings
 from diarq.shared.storage import Storage, StoredFile
 
@@ -34,6 +34,13 @@ _FALSE = {"false", "0", "no", "off"}
 
 
 def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask response)
+    """Create the job and answer with it (202 new, 200 an Idempotency-Key retry)."""
+    return answer(*create_job(file_field, raw_options))
+
+
+def create_job(file_field: str, raw_options: dict[str, Any]) -> tuple[Job, int]:
+    """The upload in ``file_field`` -> a committed, enqueued job and the status to answer
+    with (202 new, 200 the job an Idempotency-Key already made)."""
     diarq = current_app.extensions["diarq"]
     settings = diarq.settings
     storage: Storage = diarq.storage
@@ -53,7 +60,7 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
         existing = _by_key(key)
         if existing is not None:
             check_same_request(existing.request_sha256, request_hash)
-            return _answer(existing, 200)
+            return existing, 200
 
     job_id = str(uuid.uuid4())
     stored = storage.keep_audio(writer, job_id)
@@ -80,9 +87,9 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
         if existing is None:
             raise
         check_same_request(existing.request_sha256, request_hash)
-        return _answer(existing, 200)
+        return existing, 200
     after_commit(settings, [job], stored=[stored])
-    return _answer(job, 202)
+    return job, 202
 
 
 @dataclass(frozen=True)
@@ -263,8 +270,11 @@ def _by_key(key: str) -> Job | None:
         return session.query(Job).filter(Job.idempotency_key == key).one_or_none()
 
 
-def _answer(job: Job, status: int):  # noqa: ANN202
-    resp = jsonify(job_to_dict(job))
+def answer(job: Job, status: int):  # noqa: ANN201 (flask response)
+    """The job as JSON with ``status`` and its Location."""
+    with session_scope(current_app.extensions["diarq"].settings) as session:
+        body = job_json(session, job)
+    resp = jsonify(body)
     resp.status_code = status
     resp.headers["Location"] = f"/v1/jobs/{job.id}"
     return resp

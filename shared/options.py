@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from diarq.shared.errors import InvalidOptions
 
 MAX_SPEAKERS = 32
+MAX_NAME_CHARS = 100
 
 
 class JobOptions(BaseModel):
@@ -29,14 +31,7 @@ class JobOptions(BaseModel):
     @field_validator("participants", mode="before")
     @classmethod
     def _split_names(cls, v: object) -> object:
-        # "Anna, Boris" from a form field or CLI flag → ["Anna", "Boris"]
-        if isinstance(v, str):
-            v = [p.strip() for p in v.split(",")]
-        if isinstance(v, list):
-            v = [str(p).strip() for p in v if str(p).strip()] or None
-            if v and any(len(p) > 100 for p in v):
-                raise ValueError("each participant name must be at most 100 characters")
-        return v
+        return participant_names(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> JobOptions:
@@ -46,6 +41,47 @@ class JobOptions(BaseModel):
         if n is not None and ((lo is not None and n < lo) or (hi is not None and n > hi)):
             raise ValueError(f"num_speakers ({n}) is outside min_speakers..max_speakers")
         return self
+
+
+def participant_names(value: object) -> object:
+    """The ``participants`` field as a list of names, from any of the shapes clients send:
+
+    - ``Anna, Boris`` (a form field or CLI flag): split on commas;
+    - a JSON list of strings, ``["Anna", "Boris"]``;
+    - a JSON list of objects with a name, ``[{"name": "Anna"}, {"name": "Boris"}]`` (the
+      original client's shape; other keys of an object are ignored);
+    - an already-parsed list of those (repeated form fields, JSON bodies).
+
+    A text that starts with ``[`` or ``{`` is JSON or an error, never names split on its
+    commas (``[{"name": "John"}`` is not a name). Blank names are dropped; no names at
+    all is None. Anything else is left for pydantic to refuse.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("[", "{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError("not valid JSON; send a JSON list such as "
+                                 '[{"name": "Anna"}, {"name": "Boris"}] or ["Anna", "Boris"], '
+                                 "or names separated by commas: Anna, Boris") from None
+            if not isinstance(value, list):
+                raise ValueError('must be a list, e.g. [{"name": "Anna"}, {"name": "Boris"}]')
+        else:
+            value = text.split(",")
+    if not isinstance(value, list):
+        return value
+    names = []
+    for item in value:
+        if isinstance(item, dict):
+            item = item.get("name")
+        if not isinstance(item, str):
+            raise ValueError('each participant must be a name or an object {"name": "..."}')
+        if item.strip():
+            names.append(item.strip())
+    if any(len(name) > MAX_NAME_CHARS for name in names):
+        raise ValueError(f"each participant name must be at most {MAX_NAME_CHARS} characters")
+    return names or None
 
 
 def parse_options(data: dict) -> JobOptions:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -51,6 +53,9 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # signing secret for webhook payloads (HMAC-SHA256); not a credential for diarq
     webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    # operators' keys see the machines behind the service (worker names and hosts)
+    operator: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                           server_default=false())
 
 
 class Batch(Base):
@@ -210,3 +215,36 @@ class SpeakerVoice(Base):
         DateTime(timezone=True), nullable=False, default=utcnow
     )
 
+# Worker states as the worker records them (shared/workers.py derives busy and lost).
+WORKER_STARTING, WORKER_READY, WORKER_STOPPED = "starting", "ready", "stopped"
+
+
+class Worker(Base):
+    """One ``diarq worker`` process (its Celery node name), written by its main process:
+    registered at start, heart-beating while it runs, ``ready`` once its pool processes
+    loaded their models, ``stopped`` when it exits, with the code and (redacted) message
+    of the error that stopped it. Whether it is busy comes from the running jobs' rows."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    queues: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    concurrency: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    profile: Mapped[str] = mapped_column(String(16), nullable=False)
+    # what the pool processes loaded (the same description a result's `models` gives)
+    models: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    device: Mapped[str | None] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default=WORKER_STARTING)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )
+    heartbeat_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_workers_heartbeat", "heartbeat_at"),)

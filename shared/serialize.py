@@ -3,6 +3,7 @@ both; internal fields such as paths stay inside). No Flask: the worker uses it t
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import object_session
 
 from diarq.shared.jobs import as_utc
-from diarq.shared.orm import ACTIVE, STATUSES, SUCCEEDED, Batch, Job, WebhookDelivery
+from diarq.shared.orm import ACTIVE, QUEUED, STATUSES, SUCCEEDED, Batch, Job, WebhookDelivery
 
 PRIORITY_NAMES = {0: "high", 5: "normal", 9: "low"}
 STAGES = ("decode", "diarize", "transcribe", "align", "assign")
@@ -21,7 +22,15 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def job_to_dict(job: Job) -> dict[str, Any]:
+def opaque_name(name: str) -> str:
+    """A stable label for a worker (or ``name:pid``) that does not show its host."""
+    return "w-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
+def job_to_dict(job: Job, *, waiting: dict[str, Any] | None = None,
+                show_worker: bool = True) -> dict[str, Any]:
+    """``waiting``: why a queued job waits (shared/workers.waiting_for); ``show_worker``:
+    the worker's name and host (operators), else an opaque label for it."""
     error = None
     if job.error_code:
         error = {"code": job.error_code, "message": job.error_message or ""}
@@ -43,8 +52,9 @@ def job_to_dict(job: Job) -> dict[str, Any]:
             "channels": job.audio_channels,
         },
         "attempts": job.attempts,
-        "worker": job.worker,
+        "worker": job.worker if show_worker or not job.worker else opaque_name(job.worker),
         "error": error,
+        "waiting": waiting if job.status == QUEUED else None,
         "deleted": job.deleted_at is not None,
         "batch_id": job.batch_id,
         "source_name": job.source_name,

@@ -90,10 +90,24 @@ class Settings(BaseSettings):
     # prefix for every broker key (lets tests and several deployments share one Redis)
     broker_key_prefix: str = ""
     reaper_interval_s: float = Field(30.0, gt=0)
-    # queued rows older than this are enqueued again (their message may be lost)
+    # queued rows the broker holds no message for are enqueued again once this old (at
+    # once when the broker is seen restarting; worker/reaper.py)
+    lost_message_after_s: float = Field(60.0, gt=0)
+    # a broker that cannot count its messages: queued rows older than this are enqueued
+    # again (their message may be lost)
     requeue_queued_after_s: float = Field(1800.0, gt=0)
+    # rows of workers not heard of for this long leave the registry (GET /v1/workers)
+    worker_forget_after_s: float = Field(86400.0, gt=0)
+    # `diarq up` stopping (SIGTERM, SIGINT, SIGHUP): its worker may finish the running
+    # job this long; then it is killed and the job goes back to the queue
+    stop_grace_s: float = Field(30.0, ge=0)
     api_workers: int = Field(2, ge=1)  # gunicorn processes of `diarq api`
     api_threads: int = Field(4, ge=1)  # gunicorn (gthread) threads per API process
+    # requests that wait for their job (POST /api/diarize by default, `Prefer: wait=N`
+    # elsewhere): at most this long, and at most max_waiters at once per API process
+    # (each holds a thread: fewer than api_threads, so probes always find one); 0: none
+    wait_max_s: float = Field(600.0, ge=0)
+    max_waiters: int = Field(2, ge=0)
     log_level: str = "INFO"
     # "json": one JSON object per log line (job_id on every line of a job)
     log_format: Literal["text", "json"] = "text"
@@ -120,6 +134,15 @@ class Settings(BaseSettings):
         if not self.broker_url:
             self.broker_url = f"filesystem://{self.data_dir / 'broker'}"
         self.storage_dir = (self.storage_dir or self.data_dir / "storage").expanduser()
+        return self
+
+    @model_validator(mode="after")
+    def _waiters_leave_a_thread(self) -> Settings:
+        if self.max_waiters >= self.api_threads:
+            raise ValueError(f"max_waiters ({self.max_waiters}) must be below api_threads "
+                             f"({self.api_threads}): waiting requests hold a thread each, and "
+                             "probes and polls need one; raise DIARQ_API_THREADS or lower "
+                             "DIARQ_MAX_WAITERS")
         return self
 
     @field_validator("database_url")
@@ -215,8 +238,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = "DIARQ_" + "_".join(str(p) for p in err["loc"]).upper()
-            problems.append(f"{name}: {err['msg']}")
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["loc"]:  # a rule across settings (no loc) names its variables itself
+                msg = "DIARQ_" + "_".join(str(p) for p in err["loc"]).upper() + ": " + msg
+            problems.append(msg)
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 
 

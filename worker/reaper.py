@@ -3,9 +3,14 @@
 - ``running`` rows whose heartbeat is older than ``stale_after_s`` (worker killed,
   machine lost) go back to ``queued`` and are enqueued again, or fail with
   ``worker_lost`` once they used ``max_attempts``;
-- ``queued`` rows older than ``requeue_queued_after_s`` are enqueued again when the
-  broker holds fewer messages for their queue than there are queued rows, because
-  their message may be gone (broker restarted without persistence).
+- ``queued`` rows are enqueued again when the broker holds fewer messages for their
+  queue than there are queued rows (a broker restarted without persistence, a flushed
+  or failed-over Redis, an enqueue that failed at submit): the oldest ones, as many as
+  are missing, once they are ``lost_message_after_s`` old, or at once when the broker
+  was seen restarting (Redis ``run_id`` changed since the last pass). A broker that
+  cannot count (the filesystem transport) gets every row older than
+  ``requeue_queued_after_s`` again instead;
+- worker rows not heard of for ``worker_forget_after_s`` are deleted.
 
 Several workers may run reapers at once: every change is a compare-and-set, and a
 duplicate message is harmless (the task's claim skips it).
@@ -18,7 +23,7 @@ import threading
 
 from celery import Celery
 
-from diarq.shared import jobs
+from diarq.shared import jobs, workers
 from diarq.shared.celery_app import enqueue_job
 from diarq.shared.db import session_scope
 from diarq.shared.orm import Job
@@ -41,14 +46,50 @@ def broker_waiting(app: Celery, queue: str) -> int | None:
         return None
 
 
-def reap_once(app: Celery, settings: Settings) -> dict[str, list[str]]:
+def broker_identity(app: Celery) -> str | None:
+    """The broker server's identity (Redis ``run_id``: new at every start), None when the
+    transport has none or the broker cannot be reached."""
+    try:
+        with app.connection_for_write() as conn:
+            client = getattr(conn.default_channel, "client", None)
+            if client is None or not hasattr(client, "info"):
+                return None
+            return str(client.info("server").get("run_id") or "") or None
+    except Exception:  # noqa: BLE001 - broker down: the next pass asks again
+        return None
+
+
+class BrokerWatch:
+    """Tells whether the broker restarted since the last look (its identity changed)."""
+
+    def __init__(self) -> None:
+        self.identity: str | None = None
+
+    def restarted(self, app: Celery) -> bool:
+        seen = broker_identity(app)
+        if seen is None:
+            return False  # unreachable now: compared again once it answers
+        changed = self.identity is not None and seen != self.identity
+        self.identity = seen
+        return changed
+
+
+def reap_once(app: Celery, settings: Settings,
+              watch: BrokerWatch | None = None) -> dict[str, list[str]]:
     """One pass; returns what it did (ids per action)."""
+    restarted = watch.restarted(app) if watch is not None else False
+    if restarted:
+        log.warning("reaper: the broker restarted (new run_id); re-sending the queued jobs "
+                    "whose messages it lost")
     with session_scope(settings) as session:
         requeued, failed = jobs.reap_stale_running(
             session, stale_after_s=settings.stale_after_s, max_attempts=settings.max_attempts
         )
         resent = jobs.reap_old_queued(session, older_than_s=settings.requeue_queued_after_s,
-                                      waiting=lambda queue: broker_waiting(app, queue))
+                                      waiting=lambda queue: broker_waiting(app, queue),
+                                      lost_after_s=settings.lost_message_after_s,
+                                      broker_restarted=restarted)
+        workers.forget(session, older_than_s=settings.worker_forget_after_s)
         todo = {
             row.id: (row.queue, row.audio_duration, row.priority)
             for row in session.query(Job.id, Job.queue, Job.audio_duration,
@@ -67,7 +108,7 @@ def reap_once(app: Celery, settings: Settings) -> dict[str, list[str]]:
         log.warning("reaper failed job out of attempts job_id=%s code=%s", job_id,
                     jobs.WORKER_LOST_CODE)
     for job_id in resent:
-        log.info("reaper re-enqueued old queued job job_id=%s", job_id)
+        log.info("reaper re-enqueued queued job whose message was missing job_id=%s", job_id)
     return {"requeued": requeued, "failed": failed, "resent": resent}
 
 
@@ -77,11 +118,13 @@ class Reaper(threading.Thread):
         self.app = app
         self.settings = settings
         self.stopped = threading.Event()
+        self.watch = BrokerWatch()
 
     def run(self) -> None:
+        self.watch.restarted(self.app)  # the broker as it is now: a later change is a restart
         while not self.stopped.wait(self.settings.reaper_interval_s):
             try:
-                reap_once(self.app, self.settings)
+                reap_once(self.app, self.settings, self.watch)
             except Exception:  # DB or broker down: try again next round
                 log.warning("reaper pass failed", exc_info=True)
 

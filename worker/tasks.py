@@ -21,6 +21,7 @@ from diarq.shared.logging import setup_logging
 from diarq.shared.redact import redact
 from diarq.shared.webhook_queue import notify_terminal
 from diarq.worker.execution import TIMEOUT_CODE, WorkerUnusable, execute_job, job_timeout_message
+from diarq.worker.presence import Presence, report
 from diarq.worker.reaper import Reaper
 from diarq.worker.webhook_delivery import deliver
 
@@ -34,6 +35,7 @@ _registry = None
 _startup_error: DiarqError | None = None
 _reaper: Reaper | None = None
 _worker_host: str | None = None  # main process: the Celery node name (rows: "host:pid")
+_presence: Presence | None = None  # main process: this worker's row in `workers`
 
 # a pool process whose models did not load sends this to the main process, which then
 # stops consuming (warm shutdown: running jobs of healthy siblings finish, reserved
@@ -79,6 +81,19 @@ def _install_stop_handler(**_: object) -> None:
     platforms.signals[STOP_SIGNAL] = _stop
 
 
+@signals.worker_init.connect
+def _register(sender: object = None, **_: object) -> None:
+    """Main process, before the pool forks: the worker's row (``starting``), and the pipe
+    through which its pool processes report their model load (worker/presence.py)."""
+    global _presence
+    queues = sorted(getattr(getattr(sender, "app", app).amqp.queues, "consume_from", None)
+                    or [settings.worker_queues])
+    _presence = Presence(settings, name=str(getattr(sender, "hostname", None)
+                                            or socket.gethostname()),
+                         queues=queues, concurrency=int(getattr(sender, "concurrency", 1) or 1))
+    _presence.register()
+
+
 @signals.worker_process_init.connect
 def _load_models(**_: object) -> None:
     """Each pool process loads its models once, after fork (never in the parent).
@@ -90,12 +105,16 @@ def _load_models(**_: object) -> None:
     global _registry, _startup_error
     if settings.bench_trivial_pipeline_s is not None:
         log.warning("bench-trivial pipeline: no models loaded, results are empty")
+        _report({"ok": True, "models": {"bench_trivial": True}, "device": "cpu"})
         return
     from diarq.worker.registry import get_registry
 
     try:
         _registry = get_registry(settings)
         _registry.warm_up()
+        _report({"ok": True, "device": _registry.device,
+                 "models": {"diarization": _registry.diarizer().describe(),
+                            "asr": _registry.asr().describe()}})
         return
     except DiarqError as exc:
         _startup_error = exc
@@ -111,13 +130,22 @@ def _load_models(**_: object) -> None:
               "stay queued for a healthy worker; fix the configuration and start it again "
               "(exit %d)", _startup_error.code, redact(_startup_error.message),
               EXIT_MODELS_FAILED)
+    # the main process records why in the worker's row before it exits
+    _report({"ok": False, "code": _startup_error.code, "message": _startup_error.message})
     os.kill(os.getppid(), getattr(signal, STOP_SIGNAL))
+
+
+def _report(payload: dict) -> None:
+    if _presence is not None:  # inherited from the main process at fork
+        report(_presence.write_fd, payload)
 
 
 @signals.worker_ready.connect
 def _start_reaper(sender: object = None, **_: object) -> None:
     global _reaper, _worker_host
     _worker_host = getattr(sender, "hostname", None)
+    if _presence is not None:  # after the fork: no thread of ours is copied into the pool
+        _presence.start()
     if os.environ.get("DIARQ_REAPER", "on") == "off":
         return
     _reaper = Reaper(app, settings)
@@ -125,9 +153,11 @@ def _start_reaper(sender: object = None, **_: object) -> None:
 
 
 @signals.worker_shutdown.connect
-def _stop_reaper(**_: object) -> None:
+def _stop_reaper(sender: object = None, **_: object) -> None:
     if _reaper is not None:
         _reaper.stop()
+    if _presence is not None:
+        _presence.stop(getattr(sender, "exitcode", None))
 
 
 @signals.task_failure.connect

@@ -21,7 +21,7 @@ from celery import Celery
 from diarq.shared.celery_app import enqueue_webhook
 from diarq.shared.db import session_scope
 from diarq.shared.errors import InvalidOptions
-from diarq.shared.orm import Batch, Job, WebhookDelivery, utcnow
+from diarq.shared.orm import ApiKey, Batch, Job, WebhookDelivery, utcnow
 from diarq.shared.settings import Settings
 from diarq.shared.webhook_secrets import secret_for
 from diarq.shared.webhooks import SIGNATURE_HEADER, sign, validate_webhook_url
@@ -38,7 +38,11 @@ def _payload(session: Any, kind: str, target_id: str,
         job = session.get(Job, target_id)
         if job is None or not job.webhook_url:
             return None
-        return job.webhook_url, job.api_key_id, {"event": event, "job": job_to_dict(job)}
+        # as GET /v1/jobs/{id} shows it to the owner: worker names only to operators' keys
+        owner = session.get(ApiKey, job.api_key_id) if job.api_key_id is not None else None
+        operator = job.api_key_id is None or (owner is not None and bool(owner.operator))
+        shown = job_to_dict(job, show_worker=operator)
+        return job.webhook_url, job.api_key_id, {"event": event, "job": shown}
     from diarq.shared.serialize import batch_to_dict
 
     batch = session.get(Batch, target_id)

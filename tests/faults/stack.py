@@ -71,7 +71,8 @@ class Stack:
                   if k.startswith("DIARQ_") and not k.startswith("DIARQ_TEST_")}
         self.settings = load_settings(**values)
         upgrade(self.settings)
-        self.key = create_key_with_cli(self.env, "faults")
+        # an operator's key: the tests follow jobs to the workers (and pids) that ran them
+        self.key = create_key_with_cli(self.env, "faults", operator=True)
         from diarq.api import create_app
 
         self.app = use_key(create_app({"DIARQ_SETTINGS": self.settings, "TESTING": True}),

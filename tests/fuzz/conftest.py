@@ -23,6 +23,9 @@ def fuzz_settings(pg_database: str, tmp_path_factory):  # noqa: ANN001, ANN201, 
         auth="on", bench_trivial_pipeline_s=0.0,
         # limits off: every generated submission reaches the upload and option checks
         rate_limit_per_minute=0, max_queued_per_key=0,
+        # nothing consumes the jobs: a request that waits for one would wait until this
+        # bound (POST /api/diarize waits by default, `Prefer: wait=N` elsewhere)
+        wait_max_s=0.5,
     )
     upgrade(s)
     return s

@@ -134,8 +134,10 @@ def workers(settings, service_env: dict[str, str], log_dir: Path) -> Iterator[li
 
 @pytest.fixture(scope="session")
 def api_key(settings, service_env: dict[str, str]) -> str:  # noqa: ANN001
-    """A key made by the real `diarq keys create`; the test clients below send it."""
-    return create_key_with_cli(service_env, "integration-tests")
+    """A key made by the real `diarq keys create`; the test clients below send it. An
+    operator's key: the mechanics tests follow jobs to the workers that ran them
+    (tests/integration/test_workers.py checks what other keys see)."""
+    return create_key_with_cli(service_env, "integration-tests", operator=True)
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,11 @@ from flask.testing import FlaskClient
 from tests.integration.services import DIARQ, ROOT
 
 
-def create_key_with_cli(env: dict[str, str], name: str) -> str:
-    """`diarq keys create --name NAME` as an operator runs it; the key is stdout."""
-    proc = subprocess.run(DIARQ + ["keys", "create", "--name", name], env=env, cwd=ROOT,
+def create_key_with_cli(env: dict[str, str], name: str, *, operator: bool = False) -> str:
+    """`diarq keys create --name NAME [--operator]` as an operator runs it; the key is
+    stdout."""
+    args = ["keys", "create", "--name", name] + (["--operator"] if operator else [])
+    proc = subprocess.run(DIARQ + args, env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     key = proc.stdout.strip()

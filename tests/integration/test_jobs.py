@@ -148,7 +148,7 @@ def test_unknown_job_and_routes_are_json_errors(client):  # noqa: ANN001
 def test_health_ready_and_spec(client, app):  # noqa: ANN001
     check_spec(client.get("/healthz"), "/healthz", "GET")
     ready = check_spec(client.get("/readyz"), "/readyz", "GET")
-    assert ready["checks"] == {"database": "ok", "broker": "ok"}
+    assert ready["checks"] == {"database": "ok", "broker": "ok", "workers": "ok"}
     spec = check_spec(client.get("/openapi.json"), "/openapi.json", "GET")
     assert spec["openapi"].startswith("3.1")
     # every route the app serves is documented
@@ -231,13 +231,16 @@ def test_compatibility_route(client, speech_wav):  # noqa: ANN001
     with open(speech_wav, "rb") as fh:
         resp = client.post("/api/diarize", content_type="multipart/form-data", data={
             "audioFile": (fh, "meeting.wav"), "minSpeakers": "1", "maxSpeakers": "2",
-            "participants": "Anna, Boris", "prompt": "Weekly meeting."})
+            "participants": "Anna, Boris", "prompt": "Weekly meeting."},
+            headers={"Prefer": "respond-async"})
     job = check_spec(resp, "/api/diarize", "POST")
     assert resp.status_code == 202 and resp.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["options"]["participants"] == ["Anna", "Boris"]
     assert (job["options"]["min_speakers"], job["options"]["max_speakers"]) == (1, 2)
     assert job["audio"]["filename"] == "meeting.wav"
     assert wait_done(client, job["id"])["status"] == "succeeded"
+    # without Prefer the original client's request waits and gets the result itself
+    # (tests/integration/test_seed_client.py)
 
     resp = client.post("/api/diarize", content_type="multipart/form-data",
                        data={"file": (io.BytesIO(b"x"), "a.wav")})

@@ -82,11 +82,20 @@ def test_no_secret_anywhere(hub_api, hub_env, log_dir, settings, speech_wav):  #
     # a real failure of the hub model load, with its own code, in the worker's log
     assert any(f"models could not be loaded code={code} " in worker_log
                for code in HUB_CODES), worker_log[-3000:]
+    code = next(c for c in HUB_CODES if f"models could not be loaded code={c} " in worker_log)
     for job_id in ids:
         job = call("GET", f"/v1/jobs/{job_id}", headers=bearer(key)).json()
         assert job["status"] == "queued" and job["attempts"] == 0, job
+        # the user is told why: the worker's own code, not a job queued forever in silence
+        assert job["waiting"]["code"] == "workers_unusable", job["waiting"]
+        assert job["waiting"]["error"]["code"] == code, job["waiting"]
         call("GET", f"/v1/jobs/{job_id}/result", headers=bearer(key))
     call("GET", "/v1/jobs?limit=100", headers=bearer(key))
+    registry = call("GET", "/v1/workers", headers=bearer(key)).json()
+    assert registry["queues"]["hub"]["error"]["code"] == code, registry
+    ready = call("GET", "/readyz").json()
+    assert ready["status"] == "ready" and ready["checks"]["workers"] == \
+        f"hub: workers_unusable ({code})", ready
     # the secrets sent where they do not belong: they must not be echoed back
     call("GET", "/v1/jobs", headers=bearer(CANARY))
     call("GET", f"/v1/jobs/{CANARY}", headers=bearer(key))
@@ -104,7 +113,7 @@ def test_no_secret_anywhere(hub_api, hub_env, log_dir, settings, speech_wav):  #
 
     rows: list[str] = []
     with get_engine(settings).connect() as conn:
-        for table in ("jobs", "results", "api_keys"):
+        for table in ("jobs", "results", "api_keys", "workers"):
             for row in conn.execute(text(f"SELECT * FROM {table}")):  # noqa: S608
                 rows.append(f"{table}: " + json.dumps([str(v) for v in row]))
     logs = {p.name: p.read_text(errors="replace") for p in sorted(log_dir.glob("*.log"))}

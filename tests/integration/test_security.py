@@ -109,8 +109,9 @@ def test_keys_are_stored_hashed(settings, api_key):  # noqa: ANN001
 
 def test_another_keys_jobs_are_404(client, other_key, speech_wav):  # noqa: ANN001
     mine = check_spec(submit(client, speech_wav), "/v1/jobs", "POST")
-    with open(speech_wav, "rb") as fh:
-        compat = client.post("/api/diarize", data={"audioFile": (fh, "m.wav")})
+    with open(speech_wav, "rb") as fh:  # answered at once, with the job (not its result)
+        compat = client.post("/api/diarize", data={"audioFile": (fh, "m.wav")},
+                             headers={"Prefer": "respond-async"})
     assert compat.status_code == 202
     assert wait_done(client, mine["id"])["status"] == "succeeded"
     theirs = bearer(other_key)

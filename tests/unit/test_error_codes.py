@@ -84,3 +84,11 @@ def test_catalogue_entries_say_what_to_do() -> None:
 def test_docs_page_is_generated_from_catalogue() -> None:
     page = (ROOT / "docs" / "errors.md").read_text()
     assert page == markdown(), "regenerate: python -m diarq.shared.error_codes > docs/errors.md"
+
+
+def test_every_failed_job_code_has_an_http_status() -> None:
+    # POST /api/diarize waits for its job and answers a failure with the job's code
+    from diarq.shared.error_codes import JOB
+
+    missing = [c.code for c in CATALOGUE.values() if JOB in c.seen and c.status is None]
+    assert missing == []

@@ -59,3 +59,52 @@ def test_cli_reports_missing_file_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error [audio_missing]:")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("raw", [
+    '[{"name": "John"}, {"name": "Jane"}]',  # the original client's request
+    ' [ {"name": "John", "email": "j@example.org"}, {"name": " Jane "} ] ',
+    '["John", "Jane"]',
+    "John, Jane",
+    ["John", "Jane"],  # repeated form fields
+    [{"name": "John"}, {"name": "Jane"}],  # already parsed JSON
+])
+def test_participants_in_every_shape_clients_send(raw):
+    assert parse_options({"participants": raw}).participants == ["John", "Jane"]
+
+
+@pytest.mark.parametrize("raw,fragment", [
+    ('[{"name": "John"}, {"name": "Jane"}', "not valid JSON"),  # cut short
+    ("{name: John}", "not valid JSON"),
+    ('{"name": "John"}', "must be a list"),
+    ("[1, 2]", "each participant"),
+    ('[{"who": "John"}]', "each participant"),
+    ('["' + "x" * 101 + '"]', "at most 100"),
+])
+def test_participants_that_look_like_json_but_are_not_names_are_refused(raw, fragment):
+    with pytest.raises(InvalidOptions) as info:
+        parse_options({"participants": raw})
+    assert info.value.code == "invalid_options"
+    assert "participants:" in info.value.message and fragment in info.value.message
+
+
+def test_participants_json_is_never_split_on_commas():
+    # before: '[{"name": "John"}' and '{"name": "Jane"}]' became two "names"
+    names = parse_options({"participants": '[{"name": "John"}, {"name": "Jane"}]'}).participants
+    assert not any("{" in n or "[" in n for n in names)
+
+
+def test_cli_process_refuses_broken_participants_json_before_loading_models():
+    result = CliRunner().invoke(cli, ["process", str(DATA / "jfk.wav"), "--participants",
+                                      '[{"name": "John"'], standalone_mode=False)
+    assert isinstance(result.exception, InvalidOptions)
+    assert "participants: not valid JSON" in result.exception.message
+
+
+def test_cli_submit_refuses_broken_participants_json_before_uploading():
+    # no server at this address: the option is refused first, so no connection is tried
+    result = CliRunner().invoke(cli, ["submit", str(DATA / "jfk.wav"), "--server",
+                                      "http://127.0.0.1:9", "--participants", "[John"],
+                                standalone_mode=False)
+    assert isinstance(result.exception, InvalidOptions), result.exception
+    assert "participants: not valid JSON" in result.exception.message
