@@ -7,7 +7,6 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flask import current_app, g, jsonify, request
@@ -15,7 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from diarq.api.errors import ApiError
+from diarq.api.probe import probe_error_response, probe_file
 from diarq.api.upload import uploaded
+from diarq.api.uploads import consume_upload, find_upload, stored_upload
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import canonical_json, find_reusable, options_sha256
 from diarq.shared.errors import AudioError
@@ -27,8 +28,6 @@ from diarq.shared.storage import Storage, StoredFile
 
 log = logging.getLogger(__name__)
 
-# AudioError codes from probing that mean "this is not audio at all"
-_NOT_AUDIO = {"audio_not_audio"}
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -39,43 +38,87 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
     storage: Storage = diarq.storage
 
     writer = uploaded(file_field)
+    upload_id = raw_options.pop("upload_id", None)
+    if upload_id is not None:
+        if writer is not None:
+            raise ApiError(f"send either a file ('{file_field}') or an upload_id, not both",
+                           code="invalid_options", http_status=422)
+        return submit_direct(upload_id, raw_options)
     if writer is None:
         raise ApiError(f"no file: send the recording as multipart/form-data field "
-                       f"'{file_field}'", code="file_missing", http_status=400)
+                       f"'{file_field}' (or upload it first with POST /v1/uploads and send "
+                       "its upload_id)", code="file_missing", http_status=400)
     intake = read_intake(raw_options)
     if writer.size == 0:
         raise ApiError("the uploaded file is empty (0 bytes); send the complete recording",
                        code="audio_empty", http_status=400)
 
+    # a retry with the same Idempotency-Key is answered before anything is stored
     key = intake.idempotency_key
-    request_hash = intake.request_hash([writer.sha256])
     if key:
+        existing = _by_key(key)
+        if existing is not None:
+            check_same_request(existing.request_sha256, intake.request_hash([writer.sha256]))
+            return _answer(existing, 200)
+
+    job_id = str(uuid.uuid4())
+    # the object exists once this returns (object storage: the upload is completed)
+    stored = storage.keep_audio(writer, job_id)
+    filename = display_filename(request.files[file_field].filename)
+    try:
+        probe = probe_file(storage, stored.rel_path, settings, filename)
+    except BaseException as exc:
+        storage.delete(stored.rel_path)
+        if isinstance(exc, AudioError):
+            raise probe_error_response(exc) from None
+        raise
+    return create_job(settings, storage, intake, stored, probe, filename=filename,
+                      job_id=job_id)
+
+
+def submit_direct(upload_id: Any, raw_options: dict[str, Any]):  # noqa: ANN201
+    """POST /v1/jobs with ``upload_id``: the file is already in the store (a direct
+    upload); it is checked like an upload through the API (size, probe, hash)."""
+    diarq = current_app.extensions["diarq"]
+    settings, storage = diarq.settings, diarq.storage
+    intake = read_intake(raw_options)
+    upload = find_upload(upload_id)
+    stored, probe = stored_upload(storage, settings, upload)
+    filename = display_filename(upload.filename)
+    return create_job(settings, storage, intake, stored, probe, filename=filename,
+                      job_id=str(uuid.uuid4()),
+                      consume=lambda session, job: consume_upload(session, upload.id, job.id))
+
+
+def create_job(settings: Settings, storage: Storage, intake: Intake, stored: StoredFile,
+               probe: Any, *, filename: str | None, job_id: str,
+               consume: Any = None):  # noqa: ANN201 (flask response)
+    """Insert the job for a stored, probed recording (its object exists), commit, enqueue.
+    ``consume(session, job)`` runs in the job's transaction (a direct upload is used)."""
+    key = intake.idempotency_key
+    request_hash = intake.request_hash([stored.sha256])
+    direct = consume is not None
+    # a direct upload's object is never deleted here: on a retry it is the audio of the
+    # job the Idempotency-Key already made (an upload id is used by one job at most)
+    if key and direct:  # uploads through the API were checked before they were stored
         existing = _by_key(key)
         if existing is not None:
             check_same_request(existing.request_sha256, request_hash)
             return _answer(existing, 200)
-
-    job_id = str(uuid.uuid4())
-    stored = storage.keep_audio(writer, job_id)
-    filename = display_filename(request.files[file_field].filename)
-    try:
-        # a path generated here (audio/<id[:2]>/<id>): no need to resolve it again
-        probe = probe_file(storage.root / stored.rel_path, settings, filename)
-    except AudioError as exc:
-        storage.delete(stored.rel_path)
-        raise probe_error_response(exc) from None
-
     job = new_job(settings, job_id, stored, probe, intake.options, filename=filename,
                   idempotency_key=key, request_hash=request_hash)
     job.webhook_url, job.priority = intake.webhook_url, intake.priority
     try:
         with session_scope(settings) as session:
+            if consume is not None:
+                consume(session, job)
             if intake.dedupe:
                 reuse_result(session, job)
             session.add(job)
     except IntegrityError:
         # the same Idempotency-Key raced in from another request: answer with that job
-        storage.delete(stored.rel_path)
+        if not direct:
+            storage.delete(stored.rel_path)
         existing = _by_key(key) if key else None
         if existing is None:
             raise
@@ -164,20 +207,6 @@ def check_same_request(stored_hash: str | None, request_hash: str) -> None:
         raise ApiError("this Idempotency-Key was already used for a different request "
                        "(other files or options); use a new key for a new request",
                        code="idempotency_conflict", http_status=409)
-
-
-def probe_file(path: Path, settings: Settings, filename: str | None):  # noqa: ANN201 (AudioProbe)
-    """Duration and codec of a stored upload; AudioError when it is not usable audio."""
-    from diarq.shared.media import probe_upload
-
-    return probe_upload(path, max_seconds=settings.max_audio_seconds, filename=filename)
-
-
-def probe_error_response(exc: AudioError) -> ApiError:
-    status = 415 if exc.code in _NOT_AUDIO else exc.http_status
-    if exc.code == "audio_too_long":
-        status = 422  # the bytes were acceptable (413 is for size); the duration is not
-    return ApiError(exc.message, code=exc.code, http_status=status)
 
 
 def new_job(settings: Settings, job_id: str, stored: StoredFile, probe: Any,

@@ -41,6 +41,8 @@ def job_to_dict(job: Job) -> dict[str, Any]:
             "codec": job.audio_codec,
             "sample_rate": job.audio_sample_rate,
             "channels": job.audio_channels,
+            # retention (DIARQ_RETENTION_DAYS) deleted the recording at this time
+            "purged_at": iso(job.audio_purged_at),
         },
         "attempts": job.attempts,
         "worker": job.worker,

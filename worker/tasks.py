@@ -118,6 +118,10 @@ def _load_models(**_: object) -> None:
 def _start_reaper(sender: object = None, **_: object) -> None:
     global _reaper, _worker_host
     _worker_host = getattr(sender, "hostname", None)
+    # scratch copies of recordings left by a worker of this machine that was killed
+    from diarq.worker.scratch import scratch_audio_dir, sweep
+
+    sweep(scratch_audio_dir(settings))
     if os.environ.get("DIARQ_REAPER", "on") == "off":
         return
     _reaper = Reaper(app, settings)

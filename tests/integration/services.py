@@ -26,14 +26,15 @@ class WorkerProcess:
     """`diarq worker` as a subprocess in its own process group, logging to a file."""
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, *, queues: str = "cpu",
-                 concurrency: int = 1, extra_env: dict[str, str] | None = None):
+                 concurrency: int = 1, extra_env: dict[str, str] | None = None,
+                 cwd: Path = ROOT):
         self.name = name
         self.log_path = log_dir / f"worker-{name}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             DIARQ + ["worker", "--queues", queues, "--concurrency", str(concurrency),
                      "--hostname", f"{name}@test"],
-            env={**env, **(extra_env or {})}, cwd=ROOT, stdout=self._log,
+            env={**env, **(extra_env or {})}, cwd=cwd, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -113,12 +114,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_api(env: dict[str, str], log_path: Path | None = None) -> Iterator[str]:
+def running_api(env: dict[str, str], log_path: Path | None = None,
+                cwd: Path = ROOT) -> Iterator[str]:
     """`diarq api` (real gunicorn, one process) on a free loopback port; yields its URL."""
     port = free_port()
     log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(DIARQ + ["api", "--port", str(port), "--workers", "1"], env=env,
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
