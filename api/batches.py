@@ -26,7 +26,7 @@ from diarq.api.submit import (
     read_intake,
     reuse_result,
 )
-from diarq.api.uploads import consume_upload, find_upload, stored_upload
+from diarq.api.uploads import check_usable, consume_upload, owned_upload, stored_upload
 from diarq.shared.archive import ArchiveLimits
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import result_data
@@ -66,15 +66,19 @@ def create_batch():  # noqa: ANN201
     # one for every entry
     intake = read_intake(form_options(exclude={FILES_FIELD, UPLOADS_FIELD}))
     options, key = intake.options, intake.idempotency_key
-    request_hash = intake.request_hash([f"{name}:{w.sha256}" for name, w in parts]
-                                       + [f"upload:{u.strip().lower()}" for u in upload_ids])
+    uploads = tuple(owned_upload(u) for u in dict.fromkeys(upload_ids))
+    # a direct upload counts by the file it announced (a retry sends new uploads of the
+    # same files), else by its id
+    request_hash = intake.request_hash(
+        [f"{name}:{w.sha256}" for name, w in parts]
+        + [f"{u.filename}:{u.declared_sha256 or 'upload ' + u.id}" for u in uploads])
     if key:
         existing = _batch_by_key(key)
         if existing is not None:
             check_same_request(existing.request_sha256, request_hash)
             return _answer(existing.id, 200)
-
-    uploads = tuple(find_upload(u) for u in dict.fromkeys(upload_ids))
+    for upload in uploads:
+        check_usable(upload)
     found = collect(parts, storage, ArchiveLimits(max_total_bytes=_max_total_bytes(settings)),
                     uploads)
     try:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from diarq.api.errors import ApiError
 from diarq.api.probe import probe_error_response, probe_file
 from diarq.api.upload import uploaded
-from diarq.api.uploads import consume_upload, find_upload, stored_upload
+from diarq.api.uploads import check_usable, consume_upload, owned_upload, stored_upload
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import canonical_json, find_reusable, options_sha256
 from diarq.shared.errors import AudioError
@@ -82,7 +82,13 @@ def submit_direct(upload_id: Any, raw_options: dict[str, Any]):  # noqa: ANN201
     diarq = current_app.extensions["diarq"]
     settings, storage = diarq.settings, diarq.storage
     intake = read_intake(raw_options)
-    upload = find_upload(upload_id)
+    upload = owned_upload(upload_id)
+    if upload.job_id is not None and intake.idempotency_key:
+        # a retry of the request that made the job: answered with it (200)
+        existing = _by_key(intake.idempotency_key)
+        if existing is not None and existing.id == upload.job_id:
+            return _answer(existing, 200)
+    check_usable(upload)
     stored, probe = stored_upload(storage, settings, upload)
     filename = display_filename(upload.filename)
     return create_job(settings, storage, intake, stored, probe, filename=filename,

@@ -13,6 +13,7 @@ once their URL has expired and
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -63,13 +64,18 @@ def create_upload():  # noqa: ANN201
             raise ApiError(f"the file is larger than {settings.max_upload_mb} MB; send a "
                            "smaller file (or raise DIARQ_MAX_UPLOAD_MB on the server)",
                            code="upload_too_large", http_status=413)
+    sha256 = body.get("sha256")
+    if sha256 is not None and (not isinstance(sha256, str)
+                               or not re.fullmatch(r"[0-9a-f]{64}", sha256)):
+        raise ApiError("sha256 must be the file's SHA-256 as 64 lowercase hex digits",
+                       code="invalid_request", http_status=422)
     upload_id = str(uuid.uuid4())
     key = upload_key(upload_id)
     presigned = storage.presign_upload(key, expires_s=settings.direct_upload_expires_s)
     now = utcnow()
     row = Upload(id=upload_id, api_key_id=g.get("api_key_id"), object_key=key,
                  filename=_printable(filename)[:1000] if filename else None,
-                 declared_bytes=size, created_at=now,
+                 declared_bytes=size, declared_sha256=sha256, created_at=now,
                  expires_at=now + timedelta(seconds=presigned.expires_s))
     with session_scope(settings) as session:
         session.add(row)
@@ -87,6 +93,13 @@ def _printable(text: str) -> str:
 def find_upload(upload_id: Any) -> Upload:
     """The caller's unused upload; 404 for another key's or an unknown one, 409 when a
     job already used it, 410 once it is past its use window."""
+    row = owned_upload(upload_id)
+    check_usable(row)
+    return row
+
+
+def owned_upload(upload_id: Any) -> Upload:
+    """The caller's upload, used or not; 404 for another key's or an unknown one."""
     text = str(upload_id or "").strip().lower()
     try:
         valid = str(uuid.UUID(text)) == text
@@ -100,13 +113,17 @@ def find_upload(upload_id: Any) -> Upload:
     if row is None or row.api_key_id != g.get("api_key_id"):
         raise ApiError(f"no upload with id {upload_id}; create one with POST /v1/uploads",
                        code="upload_not_found", http_status=404)
+    return row
+
+
+def check_usable(row: Upload) -> None:
+    """409 when a job already used the upload, 410 past its use window."""
     if row.job_id is not None:
         raise ApiError(f"upload {row.id} was already used by job {row.job_id}; create a new "
                        "upload for another job", code="upload_used", http_status=409)
     if utcnow() > as_utc(row.expires_at) + timedelta(seconds=UPLOAD_USE_WINDOW_S):
         raise ApiError(f"upload {row.id} has expired; create a new one with POST /v1/uploads "
                        "and send the file again", code="upload_expired", http_status=410)
-    return row
 
 
 def stored_upload(storage: Storage, settings: Settings,
@@ -138,6 +155,11 @@ def stored_upload(storage: Storage, settings: Settings,
         storage.delete(key)
         raise ApiError(f"the upload is larger than {settings.max_upload_mb} MB",
                        code="upload_too_large", http_status=413)
+    if upload.declared_sha256 and sha256 != upload.declared_sha256:
+        storage.delete(key)
+        raise ApiError("the uploaded file is not the one announced (its SHA-256 differs from "
+                       "the sha256 given to POST /v1/uploads); send it again",
+                       code="upload_checksum_mismatch", http_status=422)
     return StoredFile(key, sha256, read), probe
 
 

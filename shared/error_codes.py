@@ -53,6 +53,8 @@ CODES: tuple[ErrorCode, ...] = (
        "create a new upload for each job"),
     _c("upload_incomplete", 409, REQUEST, "nothing was sent to the direct upload's URL yet",
        "PUT the file to the URL from POST /v1/uploads, then create the job"),
+    _c("upload_checksum_mismatch", 422, REQUEST, "the direct upload's file is not the one "
+       "its sha256 announced", "send the file again (a new upload)"),
     _c("upload_expired", 410, REQUEST, "the direct upload is past the time it could be used",
        "create a new upload and send the file again"),
     _c("direct_upload_unavailable", 409, REQUEST, "direct uploads need object storage and "
@@ -180,6 +182,8 @@ CODES: tuple[ErrorCode, ...] = (
        "start it with `diarq up`, or pass --server URL"),
     _c("service_stopped", None, CLI, "a service process of `diarq up` stopped",
        "see its messages above"),
+    _c("upload_failed", None, CLI, "a direct upload to the server's object store failed",
+       "check the network and run the command again"),
     _c("wait_timeout", None, CLI, "the job did not finish within --timeout",
        "wait longer, or check the job with `diarq status`"),
     _c("job_failed", None, CLI, "the job failed without a code (older server)",

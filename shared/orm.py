@@ -205,6 +205,9 @@ class Upload(Base):
     object_key: Mapped[str] = mapped_column(String(500), nullable=False)
     filename: Mapped[str | None] = mapped_column(String(1000))
     declared_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # the client's SHA-256 of the file: checked against the object, and what an
+    # Idempotency-Key retry with new upload ids is recognised by
+    declared_sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow
     )

@@ -24,6 +24,8 @@ def upgrade() -> None:
         sa.Column("object_key", sa.String(length=500), nullable=False),
         sa.Column("filename", sa.String(length=1000), nullable=True),
         sa.Column("declared_bytes", sa.BigInteger(), nullable=True),
+        # the client's SHA-256 of the file (checked against the object)
+        sa.Column("declared_sha256", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         # the job that used this upload (set in that job's transaction; at most one)
