@@ -56,6 +56,7 @@ def stack(moto: MotoServer, tmp_path_factory, s3_log_dir: Path) -> Iterator[Stac
     made = Stack(database_url=f"{base}/{name}", redis_url=REDIS_URL,
                  storage=tmp_path_factory.mktemp("unused-local-storage"), log_dir=s3_log_dir,
                  DIARQ_S3_PART_MB="5", DIARQ_MAX_UPLOAD_MB="40", DIARQ_LOG_LEVEL="DEBUG",
+                 DIARQ_SCRATCH_DIR=str(tmp_path_factory.mktemp("scratch")),
                  **moto.storage_env(bucket))
     made.bucket = bucket  # type: ignore[attr-defined]
     yield made
@@ -184,6 +185,7 @@ def test_two_machines_share_only_database_broker_and_store(stack: Stack, moto: M
     def machine(home: Path) -> dict[str, str]:
         return {**stack.env, "DIARQ_DATA_DIR": str(home / "data"),
                 "DIARQ_STORAGE_DIR": str(home / "data" / "storage"),
+                "DIARQ_SCRATCH_DIR": str(home / "data" / "scratch"),
                 "DIARQ_MODEL_DIR": str(ROOT / "models"), "DIARQ_JOB_QUEUE": "machines"}
 
     worker = WorkerProcess("other-machine", machine(worker_home), stack.log_dir,
