@@ -174,7 +174,7 @@ def _jobs_for(found: Entries, settings: Any, storage: Storage, options: Any,
             kept = (storage.keep_audio(entry.writer, job_id) if entry.writer is not None
                     else storage.keep_file(entry.path, job_id))
             try:
-                probe = probe_file(storage, kept.rel_path, settings, entry.name)
+                probe = probe_file(storage, kept.rel_path, settings, entry.name, entry.writer)
             except AudioError as exc:
                 storage.delete(kept.rel_path)
                 found.reject(entry.name, exc.message)

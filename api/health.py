@@ -1,4 +1,4 @@
-"""/healthz (liveness), /readyz (DB + broker reachable), /openapi.json."""
+"""/healthz (liveness), /readyz (DB, broker and storage usable), /openapi.json."""
 
 from __future__ import annotations
 
@@ -34,12 +34,20 @@ def readyz():  # noqa: ANN201
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"unreachable ({type(exc).__name__})"
+    from diarq.shared.storage import StorageUnavailable
+
+    try:
+        diarq.storage.check()  # local: the directory is writable; S3: HEAD bucket
+        checks["storage"] = "ok"
+    except StorageUnavailable:
+        checks["storage"] = "unavailable (see the API log)"
     ready = all(v == "ok" for v in checks.values())
     if not ready:
         failing = ", ".join(k for k, v in checks.items() if v != "ok")
         resp = jsonify({"error": {"code": "not_ready",
                                   "message": f"not ready: {failing} unreachable; check "
-                                             "DIARQ_DATABASE_URL / DIARQ_BROKER_URL"},
+                                             "DIARQ_DATABASE_URL / DIARQ_BROKER_URL / "
+                                             "DIARQ_STORAGE_URL"},
                         "checks": checks})
         resp.status_code = 503
         return resp

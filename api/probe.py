@@ -5,21 +5,28 @@ from __future__ import annotations
 from diarq.api.errors import ApiError
 from diarq.shared.errors import AudioError
 from diarq.shared.settings import Settings
-from diarq.shared.storage import Storage
+from diarq.shared.storage import Storage, UploadWriter
 
 # AudioError codes from probing that mean "this is not audio at all"
 _NOT_AUDIO = {"audio_not_audio"}
 
 
-def probe_file(storage: Storage, key: str, settings: Settings,
-               filename: str | None):  # noqa: ANN201 (AudioProbe)
+def probe_file(storage: Storage, key: str, settings: Settings, filename: str | None,
+               writer: UploadWriter | None = None):  # noqa: ANN201 (AudioProbe)
     """Duration and codec of a stored upload; AudioError when it is not usable audio.
-    Object storage: the object is read with ranged GETs (its headers only)."""
+    Object storage: the object is read with ranged GETs (its headers only), or, for an
+    upload the API still holds in memory (``writer``: smaller than one part), that copy."""
+    import io
+
     from diarq.shared.media import probe_upload
 
     local = storage.local_path(key)
     if local is not None:
         return probe_upload(local, max_seconds=settings.max_audio_seconds, filename=filename)
+    held = writer.in_memory() if writer is not None else None
+    if held is not None:
+        return probe_upload(io.BytesIO(held), max_seconds=settings.max_audio_seconds,
+                            filename=filename)
     try:
         source = storage.open(key)
     except FileNotFoundError:

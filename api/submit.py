@@ -66,7 +66,7 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
     stored = storage.keep_audio(writer, job_id)
     filename = display_filename(request.files[file_field].filename)
     try:
-        probe = probe_file(storage, stored.rel_path, settings, filename)
+        probe = probe_file(storage, stored.rel_path, settings, filename, writer)
     except BaseException as exc:
         storage.delete(stored.rel_path)
         if isinstance(exc, AudioError):

@@ -104,6 +104,11 @@ class UploadWriter(ABC):
     @abstractmethod
     def _write(self, data: bytes) -> None: ...
 
+    def in_memory(self) -> bytes | None:
+        """The whole upload, when the sink holds it in memory anyway (an object-storage
+        upload smaller than one part): probing it then needs no request to the store."""
+        return None
+
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
