@@ -132,24 +132,32 @@ def phase_overhead(url: str, wav: Path, n: int) -> None:
               f"mean {statistics.mean(v):7.1f} ms")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes and their live children (from /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    seen = set()
+def process_tree(pids: list[int]) -> Iterator[int]:
+    """These processes and their live children, grandchildren... (from /proc)."""
+    seen: set[int] = set()
     todo = list(pids)
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
+        yield pid
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         except OSError:
             continue
-        todo += [int(c) for c in children]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes and their live children (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in process_tree(pids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
     return total
 
 

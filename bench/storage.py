@@ -28,24 +28,25 @@ import requests
 
 # run as a script, bench/ is on sys.path: the other benches' helpers are reused
 from pipeline import build_recording
-from queue_load import ROOT, Proc, free_port, moto_s3, scratch_stack, wait_healthy
+from queue_load import (
+    ROOT,
+    Proc,
+    free_port,
+    moto_s3,
+    process_tree,
+    rss_kib,
+    scratch_stack,
+    wait_healthy,
+)
 
 
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of ``pid`` and its live children (MiB)."""
     total = 0
-    todo, seen = [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
+    for p in process_tree([pid]):
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-        except OSError:
+            total += rss_kib(p)
+        except (OSError, SystemExit):  # gone meanwhile
             continue
     return total / 1024
 
@@ -125,6 +126,9 @@ def phase_big_upload(url: str, api_pid: int, path: Path) -> None:
                          f"{through.text[:300]}")
     print(f"    through the API (multipart upload to S3): {t_through:.1f} s; API RSS before "
           f"{base:.0f} MiB, peak {max(values):.0f} MiB (+{max(values) - base:.0f})")
+    # no worker runs 1.5 h of audio next: both jobs (and their objects) are deleted
+    for job_id in (job.json()["id"], through.json()["id"]):
+        requests.delete(f"{url}/v1/jobs/{job_id}", timeout=60).raise_for_status()
 
 
 def phase_download(url: str, env: dict[str, str], tmp: Path, corpus: Path,

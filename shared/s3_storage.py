@@ -275,6 +275,27 @@ class S3Storage(Storage):
                 return count
             token = page.get("NextContinuationToken")
 
+    def abort_stale_uploads(self, older_than_s: float) -> int:
+        """Abort multipart uploads under ``audio/`` begun more than ``older_than_s`` ago:
+        parts of an API process that was killed mid-upload (they never become objects,
+        but the store keeps and bills them)."""
+        from datetime import UTC, datetime, timedelta
+
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        page = self.call("listed unfinished uploads", self.client.list_multipart_uploads,
+                         Bucket=self.bucket, Prefix=self._key("audio/"))
+        count = 0
+        for upload in page.get("Uploads", []):
+            if upload["Initiated"] <= cutoff:
+                try:
+                    self.call("dropped an unfinished upload", self.client.abort_multipart_upload,
+                              Bucket=self.bucket, Key=upload["Key"],
+                              UploadId=upload["UploadId"])
+                except FileNotFoundError:  # finished or aborted meanwhile
+                    continue
+                count += 1
+        return count
+
     def presign_upload(self, key: str, *, expires_s: int, size: int | None = None,
                        sha256: str | None = None) -> PresignedUpload:
         """A presigned PUT (SigV4, query-string auth) for one object, valid ``expires_s``.

@@ -243,6 +243,11 @@ class Storage(ABC):
             "direct uploads need object storage (DIARQ_STORAGE_URL=s3://...); this server "
             "stores uploads on its own disk: send the file to POST /v1/jobs instead")
 
+    def abort_stale_uploads(self, older_than_s: float) -> int:
+        """Drop uploads through the API that an API process started and never finished
+        (it was killed) more than ``older_than_s`` ago; returns how many."""
+        return 0
+
     def delete_job(self, job_id: str, audio: str | None) -> None:
         """A job's objects: its audio and everything under :func:`job_prefix`."""
         self.delete(audio)

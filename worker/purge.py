@@ -1,7 +1,8 @@
 """Storage clean-up, run by the reaper thread of every worker: the objects of deleted
 jobs, retention (``DIARQ_RETENTION_DAYS``, ``DIARQ_RETENTION_RESULTS``) and unused direct
-uploads. What to delete comes from the database (shared/retention.py); a store that is
-down stops the pass, and the next one picks up where it stopped."""
+uploads, and multipart uploads a killed API process left unfinished. What to delete comes
+from the database (shared/retention.py); a store that is down stops the pass, and the
+next one picks up where it stopped."""
 
 from __future__ import annotations
 
@@ -16,12 +17,19 @@ from diarq.shared.storage import Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
+# an upload through the API still unfinished after this long was left by a killed API
+# process (an upload of the largest file takes minutes, not a day)
+STALE_UPLOAD_S = 24 * 3600.0
+
 
 def purge_once(settings: Settings, storage: Storage) -> dict[str, list[str]]:
     """One pass; returns what it did (ids per kind)."""
-    done: dict[str, list[str]] = {"deleted": [], "audio": [], "results": [], "uploads": []}
+    done: dict[str, list[str]] = {"deleted": [], "audio": [], "results": [], "uploads": [],
+                                  "unfinished": []}
     try:
         _objects(settings, storage, done)
+        aborted = storage.abort_stale_uploads(STALE_UPLOAD_S)
+        done["unfinished"] = [str(aborted)] if aborted else []
     except StorageUnavailable as exc:
         log.warning("storage clean-up paused, the store is unavailable: %s", exc.message)
     if settings.retention_days and settings.retention_results:

@@ -4,7 +4,6 @@ SIGKILLed while it downloads a recording."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,16 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.faults.servers import TcpProxy
-from tests.integration.s3 import MotoServer, use_test_credentials
-from tests.integration.services import wait_until
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory) -> Iterator[MotoServer]:  # noqa: ANN001
-    use_test_credentials()
-    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
-    yield server
-    server.kill()
+from tests.integration.s3 import MotoServer
+from tests.integration.services import sine_wav, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +25,7 @@ def proxy(moto: MotoServer) -> Iterator[TcpProxy]:
 
 @pytest.fixture(scope="module")
 def eight_mb_wav(tmp_path_factory) -> Path:  # noqa: ANN001
-    path = tmp_path_factory.mktemp("wav") / "long.wav"
-    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(path), "synth",
-                    "250", "sine", "220", "vol", "0.2"], check=True)
-    return path
+    return sine_wav(tmp_path_factory.mktemp("wav") / "long.wav", 250)
 
 
 def _stack(make_stack, moto: MotoServer, endpoint: str, **overrides: str):  # noqa: ANN001, ANN202

@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.integration.services import free_port, wait_until
@@ -92,3 +94,13 @@ class MotoServer:
         """DIARQ_* and AWS_* variables of a diarq process using this bucket."""
         return {"DIARQ_STORAGE_URL": f"s3://{bucket}/{prefix}",
                 "DIARQ_S3_ENDPOINT_URL": endpoint or self.url, **CREDENTIALS}
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory) -> Iterator[MotoServer]:  # noqa: ANN001
+    """A moto server of the test module's own, with the test credentials set for the
+    test process too (import this fixture into the module)."""
+    use_test_credentials()
+    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
+    yield server
+    server.kill()

@@ -150,3 +150,10 @@ def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "DIARQ_STORAGE_DIR": str(tmp_path / "storage"),
         **extra,
     }
+
+
+def sine_wav(path: Path, seconds: float) -> Path:
+    """A 16 kHz mono 16-bit WAV of a tone (32 kB per second of audio), made with sox."""
+    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(path), "synth",
+                    str(seconds), "sine", "300", "vol", "0.2"], check=True)
+    return path

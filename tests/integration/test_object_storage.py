@@ -24,23 +24,17 @@ from sqlalchemy import update
 from tests.faults.stack import Stack, create_database, drop_database
 from tests.integration.conftest import PG_ADMIN, REDIS_URL
 from tests.integration.keys import bearer, create_key_with_cli
-from tests.integration.s3 import (
-    ACCESS_KEY_ID,
-    SECRET_ACCESS_KEY,
-    MotoServer,
-    use_test_credentials,
+from tests.integration.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoServer
+from tests.integration.services import (
+    ROOT,
+    WorkerProcess,
+    check_spec,
+    running_api,
+    sine_wav,
+    wait_until,
 )
-from tests.integration.services import ROOT, WorkerProcess, check_spec, running_api, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory) -> Iterator[MotoServer]:  # noqa: ANN001
-    use_test_credentials()
-    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +62,7 @@ def stack(moto: MotoServer, tmp_path_factory, s3_log_dir: Path) -> Iterator[Stac
 @pytest.fixture(scope="module")
 def big_wav(tmp_path_factory) -> Path:  # noqa: ANN001
     """~12 MB of audio: three 5 MB parts through the API."""
-    path = tmp_path_factory.mktemp("big") / "big.wav"
-    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(path), "synth",
-                    "380", "sine", "300", "vol", "0.2"], check=True)
-    return path
+    return sine_wav(tmp_path_factory.mktemp("big") / "big.wav", 380)
 
 
 def _bucket_keys(stack: Stack, moto: MotoServer) -> list[str]:
