@@ -24,7 +24,7 @@ from diarq.shared.options import JobOptions, check_job_model, parse_options
 from diarq.shared.orm import QUEUED, SUCCEEDED, Job, utcnow
 from diarq.shared.serialize import job_to_dict
 from diarq.shared.settings import Settings
-from diarq.shared.storage import Storage, StoredFile
+from diarq.shared.storage import Storage, StorageUnavailable, StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,12 @@ def after_commit(settings: Settings, created: list[Job], *, stored: list[StoredF
     celery = current_app.extensions["diarq"].celery
     for job, file in zip(created, stored, strict=True):
         if job.result_job_id:
-            storage.delete(file.rel_path)
+            try:
+                storage.delete(file.rel_path)
+            except StorageUnavailable:
+                # committed already: the answer is the job, not a 503 inviting a retry
+                log.warning("could not delete the unneeded upload of dedupe copy job_id=%s",
+                            job.id)
             # finished at submit: its (or its batch's) webhook is due now
             notify_terminal(celery, settings, job.id)
             continue

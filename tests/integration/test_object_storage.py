@@ -161,6 +161,32 @@ def test_direct_uploads_in_a_batch(stack: Stack, data_dir: Path) -> None:
         "jfk.wav", "sample.wav", "small/falcon.wav"]
 
 
+def test_archive_batch_is_read_from_the_store(stack: Stack, moto: MotoServer, data_dir: Path,
+                                              tmp_path: Path) -> None:
+    """An uploaded .zip goes into the store, its members are read back with ranged GETs,
+    each becomes an object of its own, and the archive itself is deleted."""
+    import zipfile
+
+    archive = tmp_path / "meetings.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(data_dir / "jfk.wav", "monday/jfk.wav")
+        zf.write(data_dir / "falcon_test.wav", "tuesday/falcon.wav")
+        zf.writestr("notes.txt", "not audio")
+    before = set(_bucket_keys(stack, moto))
+    with archive.open("rb") as fh:
+        resp = stack.client.post("/v1/batches", data={"files": [(fh, "meetings.zip")]},
+                                 content_type="multipart/form-data")
+    batch = check_spec(resp, "/v1/batches", "POST")
+    assert resp.status_code == 202, batch
+    assert sorted(j["source_name"] for j in batch["jobs"]) == ["monday/jfk.wav",
+                                                               "tuesday/falcon.wav"]
+    assert [r["name"] for r in batch["rejected"]] == ["notes.txt"]
+    rows = stack.rows([j["id"] for j in batch["jobs"]])
+    added = set(_bucket_keys(stack, moto)) - before
+    assert added == {f"diarq/{r.audio_path}" for r in rows.values()}  # no archive kept
+    assert list(Path(stack.settings.scratch_path).rglob("*.wav")) == []
+
+
 def test_two_machines_share_only_database_broker_and_store(stack: Stack, moto: MotoServer,
                                                            data_dir: Path,
                                                            tmp_path: Path) -> None:
@@ -317,28 +343,6 @@ def test_retention_of_results_when_asked(stack: Stack, data_dir: Path) -> None:
     assert check_spec(resp, "/v1/jobs/{id}/result", "GET")["error"]["code"] == "result_expired"
 
 
-def test_no_credential_in_logs_rows_or_answers(stack: Stack, s3_log_dir: Path) -> None:
-    """Runs last in the module: everything above logged at DEBUG (boto3 included)."""
-    from sqlalchemy import text
-
-    from diarq.shared.db import session_scope
-
-    secrets = (ACCESS_KEY_ID, SECRET_ACCESS_KEY)
-    for path in s3_log_dir.rglob("*.log"):
-        content = path.read_text(errors="replace")
-        for secret in secrets:
-            assert secret not in content, (path.name, secret[:8])
-    with session_scope(stack.settings) as s:
-        for table in ("jobs", "results", "uploads", "api_keys"):
-            dump = str(s.execute(text(f"SELECT * FROM {table}")).all())  # noqa: S608
-            for secret in secrets:
-                assert secret not in dump, table
-    # the presigned URL carries the key id (SigV4 does), never the secret
-    upload = stack.client.post("/v1/uploads", json={}).get_json()
-    assert SECRET_ACCESS_KEY not in str(upload)
-    assert os.environ["AWS_SECRET_ACCESS_KEY"] == SECRET_ACCESS_KEY  # the test is meaningful
-
-
 def test_cli_sends_big_files_as_direct_uploads(stack: Stack, data_dir: Path,
                                                tmp_path: Path) -> None:
     """`diarq submit` and `diarq batch` above --direct-above-mb: straight to the store with
@@ -382,3 +386,25 @@ def test_cli_sends_big_files_as_direct_uploads(stack: Stack, data_dir: Path,
             assert rows[ids["small.wav"]].audio_path.startswith("uploads/")
             assert rows[ids["day1/jfk.wav"]].audio_path.startswith("audio/")
             assert rows[ids["small.wav"]].source_name == "small.wav"
+
+
+def test_no_credential_in_logs_rows_or_answers(stack: Stack, s3_log_dir: Path) -> None:
+    """Runs last in the module: everything above logged at DEBUG (boto3 included)."""
+    from sqlalchemy import text
+
+    from diarq.shared.db import session_scope
+
+    secrets = (ACCESS_KEY_ID, SECRET_ACCESS_KEY)
+    for path in s3_log_dir.rglob("*.log"):
+        content = path.read_text(errors="replace")
+        for secret in secrets:
+            assert secret not in content, (path.name, secret[:8])
+    with session_scope(stack.settings) as s:
+        for table in ("jobs", "results", "uploads", "api_keys"):
+            dump = str(s.execute(text(f"SELECT * FROM {table}")).all())  # noqa: S608
+            for secret in secrets:
+                assert secret not in dump, table
+    # the presigned URL carries the key id (SigV4 does), never the secret
+    upload = stack.client.post("/v1/uploads", json={}).get_json()
+    assert SECRET_ACCESS_KEY not in str(upload)
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] == SECRET_ACCESS_KEY  # the test is meaningful
