@@ -17,11 +17,12 @@ class Diarq:
 
     def __init__(self, settings: Settings):
         from diarq.shared.celery_app import make_celery
-        from diarq.shared.storage import Storage
+        from diarq.shared.storage_backend import open_storage
 
         self.settings = settings
-        # one per app: its root is resolved once, not on every request
-        self.storage = Storage(settings)
+        # one per app: the local root is resolved once, the S3 client (its connection
+        # pool, its credentials from the AWS chain) made once, not on every request
+        self.storage = open_storage(settings)
         self.celery = make_celery(settings)
         # (pid, semaphore) of the requests allowed to wait for their job (api/result_wait.py)
         self.waiter_slots: tuple[int, Any] | None = None
@@ -56,11 +57,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from diarq.api.health import bp as health_bp
     from diarq.api.jobs import bp as jobs_bp
     from diarq.api.metrics import bp as metrics_bp
+    from diarq.api.uploads import bp as uploads_bp
     from diarq.api.webhook_secret import bp as webhook_secret_bp
     from diarq.api.workers import bp as workers_bp
 
     app.register_blueprint(jobs_bp)
     app.register_blueprint(batches_bp)
+    app.register_blueprint(uploads_bp)
     app.register_blueprint(compat_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)

@@ -19,14 +19,16 @@ from diarq.shared.archive import (
     clean_entry_name,
     extract_archive,
 )
-from diarq.shared.storage import HashingWriter, Storage
+from diarq.shared.orm import Upload
+from diarq.shared.storage import HashingWriter, Storage, UploadWriter
 
 
 @dataclass
 class Entry:
     name: str  # source_name: relative path inside the upload (display, results.zip names)
-    path: Path  # the file under storage, generated name
-    writer: HashingWriter | None = None  # an uploaded part (already hashed while streaming)
+    path: Path | None = None  # an extracted archive entry (local file, generated name)
+    writer: UploadWriter | None = None  # an uploaded part (already hashed while streaming)
+    upload: Upload | None = None  # a direct upload (POST /v1/uploads), already in the store
 
 
 @dataclass
@@ -51,12 +53,15 @@ def source_name(name: str | None, fallback: str) -> str:
     return clean[-1000:]
 
 
-def collect(parts: list[tuple[str | None, HashingWriter]], storage: Storage,
-            limits: ArchiveLimits) -> Entries:
+def collect(parts: list[tuple[str | None, UploadWriter]], storage: Storage,
+            limits: ArchiveLimits, uploads: tuple[Upload, ...] = ()) -> Entries:
     """Entries from the uploaded parts: one archive is extracted; several parts are
-    taken as recordings each (an archive among several is rejected, not unpacked)."""
+    taken as recordings each (an archive among several is rejected, not unpacked).
+    Direct uploads are recordings each (an archive is not unpacked from the store)."""
     out = Entries()
-    if len(parts) == 1 and _is_archive(parts[0][1]):
+    for i, upload in enumerate(uploads, start=1):
+        out.entries.append(Entry(source_name(upload.filename, f"upload-{i}"), upload=upload))
+    if len(parts) == 1 and not uploads and _is_archive(parts[0][1]):
         name, writer = parts[0]
         _extract(name, writer, storage, limits, out)
         return out
@@ -68,29 +73,35 @@ def collect(parts: list[tuple[str | None, HashingWriter]], storage: Storage,
             out.reject(shown, "an archive among several files; send an archive alone, "
                        "as the only file of its batch")
         else:
-            out.entries.append(Entry(shown, writer.path, writer))
+            out.entries.append(Entry(shown, writer=writer))
     return out
 
 
-def _is_archive(writer: HashingWriter) -> bool:
-    writer.flush()
-    with writer.path.open("rb") as fh:
-        return archive_kind(fh.read(512)) is not None
+def _is_archive(writer: UploadWriter) -> bool:
+    return archive_kind(writer.head) is not None
 
 
-def _extract(name: str | None, writer: HashingWriter, storage: Storage,
+def _extract(name: str | None, writer: UploadWriter, storage: Storage,
              limits: ArchiveLimits, out: Entries) -> None:
-    writer.close()
     dest = storage.scratch_dir()
     out.scratch.append(dest)
     try:
-        extraction = extract_archive(writer.path, dest, limits=limits)
+        if isinstance(writer, HashingWriter):
+            writer.close()
+            extraction = extract_archive(writer.path, dest, limits=limits)
+        else:  # in object storage: members are read with ranged GETs
+            kept = storage.keep_audio(writer, "archive")
+            try:
+                with storage.open(kept.rel_path) as source:
+                    extraction = extract_archive(source, dest, limits=limits)
+            finally:
+                storage.delete(kept.rel_path)
     except ArchiveError as exc:
         shutil.rmtree(dest, ignore_errors=True)  # partial extraction of a refused archive
         shown = source_name(name, "the archive")
         raise ApiError(f"{shown}: {exc.message}", code=exc.code, http_status=422) from None
     finally:
-        writer.path.unlink(missing_ok=True)  # the archive itself is not kept
+        storage.discard(writer)  # the archive itself is not kept
     for entry_name, reason in extraction.skipped:
         # the name as found (printable part): "../x.wav" must show why it was skipped
         shown = "".join(ch for ch in entry_name if ch.isprintable())[:1000] or "entry"

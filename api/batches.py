@@ -16,16 +16,17 @@ from diarq.api.batch_entries import Entries, collect
 from diarq.api.errors import ApiError
 from diarq.api.jobs import after_delete, delete_job_row
 from diarq.api.pagination import newest_first, page_limit, split_page
+from diarq.api.probe import probe_file
 from diarq.api.results_zip import stream_results
 from diarq.api.submit import (
     after_commit,
     check_same_request,
     form_options,
     new_job,
-    probe_file,
     read_intake,
     reuse_result,
 )
+from diarq.api.uploads import check_usable, consume_upload, owned_upload, stored_upload
 from diarq.shared.archive import ArchiveLimits
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import result_data
@@ -33,13 +34,14 @@ from diarq.shared.errors import AudioError
 from diarq.shared.orm import ACTIVE, QUEUED, STATUSES, SUCCEEDED, Batch, Job, utcnow
 from diarq.shared.renderers import FORMATS
 from diarq.shared.serialize import batch_links, batch_to_dict, iso
-from diarq.shared.storage import HashingWriter, Storage, StoredFile
+from diarq.shared.storage import Storage, StoredFile, UploadWriter
 
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 
 FILES_FIELD = "files"
 # the field POST /v1/jobs takes: a first try with it must not be answered "no files"
 FILE_FIELD = "file"
+UPLOADS_FIELD = "upload_id"  # repeated: direct uploads (POST /v1/uploads) of this batch
 
 
 def _settings():  # noqa: ANN202
@@ -56,35 +58,46 @@ def create_batch():  # noqa: ANN201
     settings = _settings()
     storage: Storage = current_app.extensions["diarq"].storage
     parts = [(f.filename, f.stream) for field in (FILES_FIELD, FILE_FIELD)
-             for f in request.files.getlist(field) if isinstance(f.stream, HashingWriter)]
-    if not parts:
+             for f in request.files.getlist(field) if isinstance(f.stream, UploadWriter)]
+    upload_ids = [u for u in request.form.getlist(UPLOADS_FIELD) if u.strip()]
+    if not parts and not upload_ids:
         raise ApiError(f"no files: send the recordings as repeated multipart/form-data "
                        f"field '{FILES_FIELD}' (or '{FILE_FIELD}'), or one .zip/.tar/.tar.gz "
-                       "archive in it", code="file_missing", http_status=400)
+                       f"archive in it (or direct uploads as repeated '{UPLOADS_FIELD}' "
+                       "fields)", code="file_missing", http_status=400)
     # one for every entry
-    intake = read_intake(form_options(exclude={FILES_FIELD, FILE_FIELD}))
+    intake = read_intake(form_options(exclude={FILES_FIELD, FILE_FIELD, UPLOADS_FIELD}))
     options, key = intake.options, intake.idempotency_key
-    request_hash = intake.request_hash([f"{name}:{w.sha256}" for name, w in parts])
+    uploads = tuple(owned_upload(u) for u in dict.fromkeys(upload_ids))
+    # a direct upload counts by the file it announced (a retry sends new uploads of the
+    # same files), else by its id
+    request_hash = intake.request_hash(
+        [f"{name}:{w.sha256}" for name, w in parts]
+        + [f"{u.filename}:{u.declared_sha256 or 'upload ' + u.id}" for u in uploads])
     if key:
         existing = _batch_by_key(key)
         if existing is not None:
             check_same_request(existing.request_sha256, request_hash)
             return _answer(existing.id, 200)
-
-    found = collect(parts, storage, ArchiveLimits(max_total_bytes=_max_total_bytes(settings)))
+    for upload in uploads:
+        check_usable(upload)
+    found = collect(parts, storage, ArchiveLimits(max_total_bytes=_max_total_bytes(settings)),
+                    uploads)
     try:
         batch_id = str(uuid.uuid4())
-        created, stored = _jobs_for(found, settings, storage, options, batch_id)
+        created, stored, used = _jobs_for(found, settings, storage, options, batch_id)
         if not created:
             for s in stored:
-                storage.delete(s.rel_path)
+                if s.rel_path not in used.values():  # a direct upload may be used again
+                    storage.delete(s.rel_path)
             names = "; ".join(f"{r['name']}: {r['reason']}" for r in found.rejected[:5])
             raise ApiError(f"no recording in this batch is usable audio ({names})",
                            code="batch_no_audio", http_status=422)
         refused = _over_queue_quota(settings, len(created))
         if refused is not None:
             for s in stored:
-                storage.delete(s.rel_path)
+                if s.rel_path not in used.values():
+                    storage.delete(s.rel_path)
             return refused
         for job in created:
             job.priority = intake.priority
@@ -98,12 +111,15 @@ def create_batch():  # noqa: ANN201
                 session.add(batch)
                 session.flush()  # the batch row first: jobs reference it
                 for job in created:
+                    if job.id in used:
+                        consume_upload(session, used[job.id], job.id)
                     if intake.dedupe:
                         reuse_result(session, job)
                     session.add(job)
         except IntegrityError:
             for s in stored:
-                storage.delete(s.rel_path)
+                if s.rel_path not in used.values():
+                    storage.delete(s.rel_path)
             existing = _batch_by_key(key) if key else None
             if existing is None:
                 raise
@@ -141,25 +157,35 @@ def _max_total_bytes(settings: Any) -> int:
 
 
 def _jobs_for(found: Entries, settings: Any, storage: Storage, options: Any,
-              batch_id: str) -> tuple[list[Job], list[StoredFile]]:
-    """Probe each entry; audio becomes a queued job (not yet added), the rest rejected."""
+              batch_id: str) -> tuple[list[Job], list[StoredFile], dict[str, str]]:
+    """Probe each entry; audio becomes a queued job (not yet added), the rest rejected.
+    Also returns the direct uploads used: job id -> upload id."""
     created: list[Job] = []
     stored: list[StoredFile] = []
+    used: dict[str, str] = {}
     for entry in found.entries:
         job_id = str(uuid.uuid4())
-        kept = (storage.keep_audio(entry.writer, job_id) if entry.writer is not None
-                else storage.keep_file(entry.path, job_id))
-        try:
-            probe = probe_file(storage.path(kept.rel_path), settings, entry.name)
-        except AudioError as exc:
-            storage.delete(kept.rel_path)
-            found.reject(entry.name, exc.message)
-            continue
+        if entry.upload is not None:
+            try:
+                kept, probe = stored_upload(storage, settings, entry.upload)
+            except ApiError as exc:
+                found.reject(entry.name, exc.message)
+                continue
+            used[job_id] = entry.upload.id
+        else:
+            kept = (storage.keep_audio(entry.writer, job_id) if entry.writer is not None
+                    else storage.keep_file(entry.path, job_id))
+            try:
+                probe = probe_file(storage, kept.rel_path, settings, entry.name, entry.writer)
+            except AudioError as exc:
+                storage.delete(kept.rel_path)
+                found.reject(entry.name, exc.message)
+                continue
         filename = entry.name.rsplit("/", 1)[-1][:200]
         created.append(new_job(settings, job_id, kept, probe, options, filename=filename,
                                batch_id=batch_id, source_name=entry.name))
         stored.append(kept)
-    return created, stored
+    return created, stored, used
 
 
 def _batch_by_key(key: str) -> Batch | None:

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from diarq.shared.errors import DiarqError
 from diarq.shared.redact import redact
-from diarq.shared.storage import UploadTooLarge
+from diarq.shared.storage import StorageUnavailable, UploadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,17 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DiarqError)
     def _diarq(exc: DiarqError):  # noqa: ANN202
         return error_response(exc.http_status, exc.code, exc.message)
+
+    @app.errorhandler(StorageUnavailable)
+    def _storage_down(exc: StorageUnavailable):  # noqa: ANN202
+        # the store is down or refuses us: retryable, and nothing was committed
+        log.warning("storage unavailable: %s", redact(exc.message))
+        resp = error_response(503, exc.code,
+                              "the recording store is unavailable right now; retry in a few "
+                              "seconds (operators: see the API log, check the object store "
+                              "and DIARQ_STORAGE_URL / DIARQ_S3_ENDPOINT_URL)")
+        resp.headers["Retry-After"] = "10"
+        return resp
 
     @app.errorhandler(UploadTooLarge)
     def _too_large(_exc: UploadTooLarge):  # noqa: ANN202

@@ -1,5 +1,5 @@
-"""/healthz (liveness), /readyz (DB + broker reachable; the workers per queue as a check
-of their own that does not make the API unready), /openapi.json."""
+"""/healthz (liveness), /readyz (DB, broker and storage usable; the workers per queue as
+a check of their own that does not make the API unready), /openapi.json."""
 
 from __future__ import annotations
 
@@ -45,6 +45,13 @@ def readyz():  # noqa: ANN201
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"unreachable ({type(exc).__name__})"
+    from diarq.shared.storage import StorageUnavailable
+
+    try:
+        diarq.storage.check()  # local: the directory is writable; S3: HEAD bucket
+        checks["storage"] = "ok"
+    except StorageUnavailable:
+        checks["storage"] = "unavailable (see the API log)"
     ready = all(v == "ok" for v in checks.values())
     # reported, never a reason to take the API out of a load balancer: it still accepts
     # jobs, and they say why they wait
@@ -58,7 +65,8 @@ def readyz():  # noqa: ANN201
         failing = ", ".join(k for k, v in checks.items() if v != "ok" and k != "workers")
         resp = jsonify({"error": {"code": "not_ready",
                                   "message": f"not ready: {failing} unreachable; check "
-                                             "DIARQ_DATABASE_URL / DIARQ_BROKER_URL"},
+                                             "DIARQ_DATABASE_URL / DIARQ_BROKER_URL / "
+                                             "DIARQ_STORAGE_URL"},
                         "checks": checks, "workers": workers})
         resp.status_code = 503
         return resp

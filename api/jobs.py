@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -20,6 +21,7 @@ from diarq.shared.dedupe import detach_copies, lock_for_delete, result_data
 from diarq.shared.orm import ACTIVE, CANCELED, FAILED, STATUSES, SUCCEEDED, Job
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+log = logging.getLogger(__name__)
 
 
 def _settings():  # noqa: ANN202
@@ -107,6 +109,10 @@ def get_result(job_id: str):  # noqa: ANN201
         if job.deleted_at is not None:
             raise ApiError("this job was deleted, and its result with it",
                            code="result_deleted", http_status=404)
+        if job.result_purged_at is not None:
+            raise ApiError("this job's result was deleted by the server's retention policy "
+                           "(DIARQ_RETENTION_DAYS with DIARQ_RETENTION_RESULTS); submit the "
+                           "recording again", code="result_expired", http_status=404)
         if job.status != SUCCEEDED:
             detail = ""
             if job.status == FAILED and job.error_code:
@@ -147,9 +153,22 @@ def delete_job_row(session, job_id: str) -> tuple[str | None, bool]:  # noqa: AN
 
 
 def after_delete(settings, job_id: str, audio: str | None, canceled: bool) -> None:  # noqa: ANN001
-    """After the commit: the audio goes, and a cancelled job's webhook is told."""
+    """After the commit: the job's objects go (its audio, and anything derived from it),
+    and a cancelled job's webhook is told. A store that is down now is no error: the
+    row still names its audio, and the workers' reaper deletes it later."""
+    from diarq.shared.retention import forget_audio
+    from diarq.shared.storage import StorageUnavailable
+
     # a running worker sees `canceled` at its next check and stops; its writes are no-ops
-    current_app.extensions["diarq"].storage.delete(audio)
+    try:
+        current_app.extensions["diarq"].storage.delete_job(job_id, audio)
+    except StorageUnavailable as exc:
+        log.warning("job deleted, its objects stay until the store is back job_id=%s: %s",
+                    job_id, exc.message)
+    else:
+        if audio:
+            with session_scope(settings) as session:
+                forget_audio(session, job_id, audio, purged=False)
     if canceled:
         from diarq.shared.webhook_queue import notify_terminal
 

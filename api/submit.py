@@ -7,7 +7,6 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flask import current_app, g, jsonify, request
@@ -16,19 +15,19 @@ from sqlalchemy.orm import Session
 
 from diarq.api.errors import ApiError
 from diarq.api.job_json import job_json
+from diarq.api.probe import probe_error_response, probe_file
 from diarq.api.upload import uploaded
+from diarq.api.uploads import check_usable, consume_upload, owned_upload, stored_upload
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import canonical_json, find_reusable, options_sha256
 from diarq.shared.errors import AudioError
 from diarq.shared.options import JobOptions, check_job_model, parse_options
 from diarq.shared.orm import QUEUED, SUCCEEDED, Job, utcnow
 from diarq.shared.settings import Settings
-from diarq.shared.storage import Storage, StoredFile
+from diarq.shared.storage import Storage, StorageUnavailable, StoredFile
 
 log = logging.getLogger(__name__)
 
-# AudioError codes from probing that mean "this is not audio at all"
-_NOT_AUDIO = {"audio_not_audio"}
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -39,50 +38,101 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
 
 
 def create_job(file_field: str, raw_options: dict[str, Any]) -> tuple[Job, int]:
-    """The upload in ``file_field`` -> a committed, enqueued job and the status to answer
-    with (202 new, 200 the job an Idempotency-Key already made)."""
+    """The upload in ``file_field`` (or the direct upload ``upload_id`` names) -> a
+    committed, enqueued job and the status to answer with (202 new, 200 the job an
+    Idempotency-Key already made)."""
     diarq = current_app.extensions["diarq"]
     settings = diarq.settings
     storage: Storage = diarq.storage
 
     writer = uploaded(file_field)
+    upload_id = raw_options.pop("upload_id", None)
+    if upload_id is not None:
+        if writer is not None:
+            raise ApiError(f"send either a file ('{file_field}') or an upload_id, not both",
+                           code="invalid_options", http_status=422)
+        return create_direct_job(upload_id, raw_options)
     if writer is None:
         raise ApiError(f"no file: send the recording as multipart/form-data field "
-                       f"'{file_field}'", code="file_missing", http_status=400)
+                       f"'{file_field}' (or upload it first with POST /v1/uploads and send "
+                       "its upload_id)", code="file_missing", http_status=400)
     intake = read_intake(raw_options)
     if writer.size == 0:
         raise ApiError("the uploaded file is empty (0 bytes); send the complete recording",
                        code="audio_empty", http_status=400)
 
+    # a retry with the same Idempotency-Key is answered before anything is stored
     key = intake.idempotency_key
-    request_hash = intake.request_hash([writer.sha256])
     if key:
+        existing = _by_key(key)
+        if existing is not None:
+            check_same_request(existing.request_sha256, intake.request_hash([writer.sha256]))
+            return existing, 200
+
+    job_id = str(uuid.uuid4())
+    # the object exists once this returns (object storage: the upload is completed)
+    stored = storage.keep_audio(writer, job_id)
+    filename = display_filename(request.files[file_field].filename)
+    try:
+        probe = probe_file(storage, stored.rel_path, settings, filename, writer)
+    except BaseException as exc:
+        storage.delete(stored.rel_path)
+        if isinstance(exc, AudioError):
+            raise probe_error_response(exc) from None
+        raise
+    return insert_job(settings, storage, intake, stored, probe, filename=filename,
+                      job_id=job_id)
+
+
+def create_direct_job(upload_id: Any, raw_options: dict[str, Any]) -> tuple[Job, int]:
+    """POST /v1/jobs with ``upload_id``: the file is already in the store (a direct
+    upload); it is checked like an upload through the API (size, probe, hash)."""
+    diarq = current_app.extensions["diarq"]
+    settings, storage = diarq.settings, diarq.storage
+    intake = read_intake(raw_options)
+    upload = owned_upload(upload_id)
+    if upload.job_id is not None and intake.idempotency_key:
+        # a retry of the request that made the job: answered with it (200)
+        existing = _by_key(intake.idempotency_key)
+        if existing is not None and existing.id == upload.job_id:
+            return existing, 200
+    check_usable(upload)
+    stored, probe = stored_upload(storage, settings, upload)
+    filename = display_filename(upload.filename)
+    return insert_job(settings, storage, intake, stored, probe, filename=filename,
+                      job_id=str(uuid.uuid4()),
+                      consume=lambda session, job: consume_upload(session, upload.id, job.id))
+
+
+def insert_job(settings: Settings, storage: Storage, intake: Intake, stored: StoredFile,
+               probe: Any, *, filename: str | None, job_id: str,
+               consume: Any = None) -> tuple[Job, int]:
+    """Insert the job for a stored, probed recording (its object exists), commit, enqueue.
+    ``consume(session, job)`` runs in the job's transaction (a direct upload is used)."""
+    key = intake.idempotency_key
+    request_hash = intake.request_hash([stored.sha256])
+    direct = consume is not None
+    # a direct upload's object is never deleted here: on a retry it is the audio of the
+    # job the Idempotency-Key already made (an upload id is used by one job at most)
+    if key and direct:  # uploads through the API were checked before they were stored
         existing = _by_key(key)
         if existing is not None:
             check_same_request(existing.request_sha256, request_hash)
             return existing, 200
-
-    job_id = str(uuid.uuid4())
-    stored = storage.keep_audio(writer, job_id)
-    filename = display_filename(request.files[file_field].filename)
-    try:
-        # a path generated here (audio/<id[:2]>/<id>): no need to resolve it again
-        probe = probe_file(storage.root / stored.rel_path, settings, filename)
-    except AudioError as exc:
-        storage.delete(stored.rel_path)
-        raise probe_error_response(exc) from None
-
     job = new_job(settings, job_id, stored, probe, intake.options, filename=filename,
                   idempotency_key=key, request_hash=request_hash)
     job.webhook_url, job.priority = intake.webhook_url, intake.priority
     try:
         with session_scope(settings) as session:
+            if consume is not None:
+                consume(session, job)
             if intake.dedupe:
                 reuse_result(session, job)
             session.add(job)
     except IntegrityError:
         # the same Idempotency-Key raced in from another request: answer with that job
-        storage.delete(stored.rel_path)
+        if not direct:
+            storage.delete(stored.rel_path)
         existing = _by_key(key) if key else None
         if existing is None:
             raise
@@ -173,20 +223,6 @@ def check_same_request(stored_hash: str | None, request_hash: str) -> None:
                        code="idempotency_conflict", http_status=409)
 
 
-def probe_file(path: Path, settings: Settings, filename: str | None):  # noqa: ANN201 (AudioProbe)
-    """Duration and codec of a stored upload; AudioError when it is not usable audio."""
-    from diarq.shared.media import probe_upload
-
-    return probe_upload(path, max_seconds=settings.max_audio_seconds, filename=filename)
-
-
-def probe_error_response(exc: AudioError) -> ApiError:
-    status = 415 if exc.code in _NOT_AUDIO else exc.http_status
-    if exc.code == "audio_too_long":
-        status = 422  # the bytes were acceptable (413 is for size); the duration is not
-    return ApiError(exc.message, code=exc.code, http_status=status)
-
-
 def new_job(settings: Settings, job_id: str, stored: StoredFile, probe: Any,
             options: JobOptions, *, filename: str | None, idempotency_key: str | None = None,
             request_hash: str | None = None, batch_id: str | None = None,
@@ -230,7 +266,12 @@ def after_commit(settings: Settings, created: list[Job], *, stored: list[StoredF
     celery = current_app.extensions["diarq"].celery
     for job, file in zip(created, stored, strict=True):
         if job.result_job_id:
-            storage.delete(file.rel_path)
+            try:
+                storage.delete(file.rel_path)
+            except StorageUnavailable:
+                # committed already: the answer is the job, not a 503 inviting a retry
+                log.warning("could not delete the unneeded upload of dedupe copy job_id=%s",
+                            job.id)
             # finished at submit: its (or its batch's) webhook is due now
             notify_terminal(celery, settings, job.id)
             continue

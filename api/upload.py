@@ -2,7 +2,8 @@
 
 The multipart parser (api/multipart.py, a streaming drop-in for werkzeug's parser, kept
 by measurement: see UploadFormDataParser) asks the request for a stream per file part;
-ours is a HashingWriter in the storage directory, so the upload is never spooled
+ours is the storage's upload sink (a file in the storage directory, or a multipart
+upload to object storage holding one part in memory), so the upload is never spooled
 elsewhere and a too-large upload stops at the limit (413) instead of after the whole body.
 """
 
@@ -14,7 +15,7 @@ from flask import Request, current_app, g
 from werkzeug.formparser import FormDataParser
 
 from diarq.api.multipart import StreamingMultipartParser
-from diarq.shared.storage import HashingWriter, Storage
+from diarq.shared.storage import UploadWriter
 
 
 class UploadFormDataParser(FormDataParser):
@@ -87,16 +88,17 @@ class UploadRequest(Request):
 
 
 def discard_unclaimed_uploads(_exc: BaseException | None = None) -> None:
-    """Delete upload files the request did not keep (errors, extra file fields)."""
+    """Delete uploads the request did not keep (errors, extra file fields)."""
+    storage = current_app.extensions["diarq"].storage
     for writer in g.pop("diarq_uploads", []):
-        Storage.discard(writer)
+        storage.discard(writer)
 
 
-def uploaded(field: str) -> HashingWriter | None:
+def uploaded(field: str) -> UploadWriter | None:
     from flask import request
 
     storage = request.files.get(field)
     if storage is None:
         return None
     stream = storage.stream
-    return stream if isinstance(stream, HashingWriter) else None
+    return stream if isinstance(stream, UploadWriter) else None

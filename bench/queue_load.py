@@ -8,6 +8,9 @@
    clients uploading a 1 MB WAV (the worker is stopped during this phase so it measures
    the API: upload, hash, ffprobe, INSERT, enqueue);
 3. worker RSS after each of N real offline-pipeline jobs (needs `diarq models prepare`).
+4. ``--storage-compare``: submit throughput at 8 clients with the local storage backend
+   and with S3 (moto in server mode on 127.0.0.1), alternating rounds in one run so both
+   see the same machine load; prints the S3/local ratio (target >= 0.8).
 
 ``--parsers diarq,werkzeug,multipart`` instead compares multipart parsers (phase 2 at 8
 clients, interleaved rounds; bench/upload_parsers.py).
@@ -132,24 +135,32 @@ def phase_overhead(url: str, wav: Path, n: int) -> None:
               f"mean {statistics.mean(v):7.1f} ms")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes and their live children (from /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    seen = set()
+def process_tree(pids: list[int]) -> Iterator[int]:
+    """These processes and their live children, grandchildren... (from /proc)."""
+    seen: set[int] = set()
     todo = list(pids)
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
+        yield pid
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         except OSError:
             continue
-        todo += [int(c) for c in children]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes and their live children (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in process_tree(pids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
     return total
 
 
@@ -285,6 +296,67 @@ def phase_parsers(env: dict[str, str], tmp: Path, parsers: list[str], rounds: in
               "(median of per-round ratios)")
 
 
+@contextmanager
+def moto_s3(tmp: Path) -> Iterator[dict[str, str]]:
+    """moto in server mode on a free loopback port with a fresh bucket; yields the
+    environment of a diarq process storing there."""
+    import boto3
+
+    port = free_port()
+    creds = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
+             "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+    log = open(tmp / "moto.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **creds}, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, "/moto-api/")
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                     aws_access_key_id="bench",
+                     aws_secret_access_key="bench-secret").create_bucket(Bucket="diarq-bench")
+        yield {"DIARQ_STORAGE_URL": "s3://diarq-bench/bench", "DIARQ_S3_ENDPOINT_URL": url,
+               "MOTO_PID": str(proc.pid), **creds}
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+
+
+def phase_storage_compare(env: dict[str, str], tmp: Path, submits: int,
+                          rounds: int = 3) -> None:
+    """Local vs S3 backend: API submits/s at 8 clients, 1 MB WAV, rounds alternating."""
+    print(f"\n[4] storage backends: submits/s at 8 clients, 1 MB WAV, {submits} submits per "
+          f"round, {rounds} rounds each, alternating (S3: moto server on 127.0.0.1, "
+          "sharing the cores)")
+    one_mb = make_wav(tmp / "1mb-s3.wav", 32.77)
+    rates: dict[str, list[float]] = {"local": [], "s3": []}
+    with moto_s3(tmp) as s3:
+        moto_pid = int(s3.pop("MOTO_PID"))
+        for n in range(rounds):
+            for name, extra in (("local", {}), ("s3", s3)):
+                port = free_port()
+                api = Proc(["api", "--port", str(port)], {**env, **extra},
+                           tmp / f"api-{name}-{n}.log")
+                url = f"http://127.0.0.1:{port}"
+                try:
+                    wait_healthy(url)
+                    _level(url, one_mb, 8, 16)  # warm-up: imports, connection pools
+                    a0, m0 = cpu_seconds([api.p.pid]), cpu_seconds([moto_pid])
+                    _, errors, wall = _level(url, one_mb, 8, submits)
+                    api_ms = (cpu_seconds([api.p.pid]) - a0) / submits * 1000
+                    moto_ms = (cpu_seconds([moto_pid]) - m0) / submits * 1000
+                finally:
+                    api.stop()
+                rates[name].append(submits / wall)
+                print(f"    round {n + 1} {name:5s}: {submits / wall:6.1f} submits/s   errors "
+                      f"{len(errors)}   CPU/submit: API {api_ms:.1f} ms, S3 server (moto) "
+                      f"{moto_ms:.1f} ms", flush=True)
+    local, s3r = statistics.median(rates["local"]), statistics.median(rates["s3"])
+    print(f"    median: local {local:.1f}/s, s3 {s3r:.1f}/s, ratio s3/local {s3r / local:.2f} "
+          f"(target >= 0.80)")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -361,12 +433,15 @@ def main() -> None:
     ap.add_argument("--submits", type=int, default=200, help="per concurrency level")
     ap.add_argument("--real-jobs", type=int, default=50, help="0 skips the RSS phase")
     ap.add_argument("--real-audio", type=Path, default=ROOT / "tests" / "data" / "jfk.wav")
+    ap.add_argument("--storage-compare", action="store_true",
+                    help="run only phase 4: local vs S3 (moto) submit throughput")
     ap.add_argument("--client", choices=("raw", "requests"), default="raw",
                     help="throughput phase: prebuilt multipart body over http.client (raw) "
                          "or requests building it per submit")
     ap.add_argument("--parsers", help="only compare multipart parsers, e.g. "
                     "diarq,werkzeug,multipart (bench/upload_parsers.py)")
-    ap.add_argument("--rounds", type=int, default=3, help="with --parsers")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="with --parsers or --storage-compare")
     args = ap.parse_args()
 
     port = free_port()
@@ -374,8 +449,14 @@ def main() -> None:
     with scratch_stack() as (env, tmp, prefix):
         if args.parsers:
             phase_parsers(env, tmp, args.parsers.split(","), args.rounds, args.submits)
-        else:
-            run(args, env, tmp, prefix, url, port)
+            return
+        if args.storage_compare:
+            print(f"diarq storage bench: {os.cpu_count()} cores, load average "
+                  f"{os.getloadavg()[0]:.1f} at start")
+            phase_storage_compare(env, tmp, args.submits, args.rounds)
+            print(f"    load average {os.getloadavg()[0]:.1f} at the end")
+            return
+        run(args, env, tmp, prefix, url, port)
 
 
 def run(args: argparse.Namespace, env: dict[str, str], tmp: Path, prefix: str, url: str,

@@ -25,10 +25,13 @@ import click
 
 from diarq.cli.batch_state import STATE_NAME, BatchState, FileState
 from diarq.cli.client import (
+    DEFAULT_THRESHOLD_MB,
     FORMATS,
     TERMINAL,
     ClientError,
     _request,
+    direct_option,
+    direct_upload,
     form_data,
     get_result,
     server_option,
@@ -76,12 +79,28 @@ def chunk_key(group: list[tuple[str, Path, str]], data: dict[str, str]) -> str:
 
 
 def upload(server: str, group: list[tuple[str, Path, str]], data: dict[str, str],
-           headers: dict[str, str], state: BatchState, *, archive: bool = False) -> dict:
-    """POST one chunk as a batch; record each file's job (or rejection) in the state."""
+           headers: dict[str, str], state: BatchState, *, archive: bool = False,
+           direct_above_mb: float | None = None) -> dict:
+    """POST one chunk as a batch; record each file's job (or rejection) in the state.
+    Files above ``direct_above_mb`` go straight to the server's object store first
+    (direct uploads, named by upload_id in the batch request) when it has one."""
+    threshold = DEFAULT_THRESHOLD_MB if direct_above_mb is None else direct_above_mb
+    upload_ids: list[str] = []
+    through_api = []
+    for rel, path, sha in group:
+        uploaded = None
+        if not archive and path.stat().st_size > threshold * 1024 * 1024:
+            uploaded = direct_upload(server, path, filename=rel, sha256=sha, headers=headers)
+        if uploaded is None:
+            through_api.append((rel, path, sha))
+        else:
+            upload_ids.append(uploaded)
     with ExitStack() as stack:
         files = [("files", (rel, stack.enter_context(path.open("rb"))))
-                 for rel, path, _ in group]
-        batch = _request("POST", f"{server}/v1/batches", files=files, data=data,
+                 for rel, path, _ in through_api]
+        # the key names the files, however they travel: a retry is the same request
+        batch = _request("POST", f"{server}/v1/batches", files=files or None,
+                         data={**data, "upload_id": upload_ids} if upload_ids else data,
                          headers={**headers, "Idempotency-Key": chunk_key(group, data)},
                          timeout=600).json()
     if archive:  # entries are the archive's members, all from the one uploaded file
@@ -196,10 +215,11 @@ def wait_and_write(server: str, state: BatchState, out_dir: Path, formats: list[
 @click.option("--no-dedupe", is_flag=True, help="Run again even where a result exists.")
 @click.option("--poll", "poll_s", type=float, default=1.0, show_default=True,
               help="Seconds between status polls.")
+@direct_option
 def batch_cmd(source: Path, server: str, api_key: str | None, formats: str,
               out_dir: Path | None, wait: bool, chunk_files: int, chunk_mb: int,
               no_diarize: bool, no_align: bool, no_dedupe: bool, poll_s: float,
-              **options: Any) -> None:
+              direct_above_mb: float, **options: Any) -> None:
     """Upload a folder of recordings (or one .zip/.tar/.tar.gz) as batches; with --wait,
     write each result into --out, mirroring the input tree. Run it again after an
     interruption: files that already have a job are not uploaded again."""
@@ -231,7 +251,8 @@ def batch_cmd(source: Path, server: str, api_key: str | None, formats: str,
     click.echo(f"{len(todo)} to upload, {known} known from {out_dir / STATE_NAME}",
                err=True)
     for group in chunks(todo, chunk_files, chunk_mb * 1024 * 1024):
-        batch = upload(server, group, data, headers, state, archive=archive)
+        batch = upload(server, group, data, headers, state, archive=archive,
+                       direct_above_mb=direct_above_mb)
         for rej in batch["rejected"]:
             click.echo(f"rejected: {rej['name']}: {rej['reason']}", err=True)
         click.echo(f"batch {batch['id']}: {len(batch['jobs'])} jobs", err=True)

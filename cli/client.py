@@ -9,11 +9,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
 from diarq.shared.errors import DiarqError
+from diarq.shared.hashing import sha256_file
 from diarq.shared.serialize import overall_progress
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
@@ -62,11 +63,81 @@ def form_data(options: dict[str, Any]) -> dict[str, str]:
             for k, v in options.items() if v is not None}
 
 
-def submit_file(server: str, path: Path, options: dict[str, Any]) -> dict[str, Any]:
+def submit_file(server: str, path: Path, options: dict[str, Any], *,
+                direct_above_mb: float | None = None) -> dict[str, Any]:
+    """Create a job for ``path``: above ``direct_above_mb`` the file goes straight to the
+    server's object store (a direct upload) when the server offers that."""
     data = form_data(options)
+    threshold = DEFAULT_THRESHOLD_MB if direct_above_mb is None else direct_above_mb
+    if path.stat().st_size > threshold * 1024 * 1024:
+        upload_id = direct_upload(server, path)
+        if upload_id is not None:
+            return _request("POST", f"{server}/v1/jobs", data={**data, "upload_id": upload_id},
+                            timeout=600).json()
     with open(path, "rb") as fh:
         return _request("POST", f"{server}/v1/jobs", files={"file": (path.name, fh)},
                         data=data, timeout=600).json()
+
+
+# --- direct uploads: big files go straight to the server's object store -------------------
+# (POST /v1/uploads, then PUT to the presigned URL with a progress bar); the job or batch
+# request names the upload_id instead of carrying the bytes. A server that stores uploads
+# on its own disk answers 409 direct_upload_unavailable: the file goes through the API.
+DEFAULT_THRESHOLD_MB = 64
+
+
+class _ProgressReader:
+    """A file read by requests in chunks, advancing a tqdm bar; ``len()`` gives requests
+    the Content-Length a presigned PUT needs (no chunked transfer encoding)."""
+
+    def __init__(self, fh: BinaryIO, size: int, bar: Any):
+        self.fh, self.size, self.bar = fh, size, bar
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.bar.update(len(data))
+        return data
+
+
+def direct_upload(server: str, path: Path, *, filename: str | None = None,
+                  sha256: str | None = None, headers: dict[str, str] | None = None,
+                  show_progress: bool = True) -> str | None:
+    """Upload ``path`` straight to the store; its upload id, or None when the server
+    does not offer direct uploads (send it through the API then)."""
+    import requests
+    from tqdm import tqdm
+
+    size = path.stat().st_size
+    body = {"filename": filename or path.name, "size": size,
+            "sha256": sha256 or sha256_file(path)}
+    try:
+        made = _request("POST", f"{server}/v1/uploads", json=body,
+                        headers=headers or {}).json()
+    except ClientError as exc:
+        if exc.code in ("direct_upload_unavailable", "not_found", "method_not_allowed"):
+            return None  # local storage, or an older server
+        raise
+    bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+               desc=f"upload {path.name}"[:40], disable=not show_progress)
+    try:
+        with path.open("rb") as fh:
+            resp = requests.request(made["method"], made["url"],
+                                    data=_ProgressReader(fh, size, bar),
+                                    headers=made.get("headers") or {}, timeout=600)
+    except requests.RequestException as exc:
+        raise ClientError(f"the upload of {path.name} to the server's object store failed "
+                          f"({type(exc).__name__}); check the network and run the command "
+                          "again", code="upload_failed") from None
+    finally:
+        bar.close()
+    if resp.status_code >= 300:
+        raise ClientError(f"the server's object store refused the upload of {path.name} "
+                          f"(HTTP {resp.status_code}); run the command again (the upload URL "
+                          "may have expired)", code="upload_failed")
+    return str(made["id"])
 
 
 def get_job(server: str, job_id: str) -> dict[str, Any]:
@@ -136,6 +207,11 @@ def explain_failure(job: dict[str, Any]) -> ClientError:
 
 server_option = click.option("--server", envvar="DIARQ_SERVER", default=DEFAULT_SERVER,
                              show_default=True, help="Base URL of the diarq API.")
+direct_option = click.option(
+    "--direct-above-mb", type=click.FloatRange(0), envvar="DIARQ_DIRECT_UPLOAD_MB",
+    default=64, show_default=True,
+    help="Files larger than this go straight to the server's object store (a direct "
+         "upload, with a progress bar) when it has one.")
 
 
 @click.command("submit")
@@ -154,8 +230,9 @@ server_option = click.option("--server", envvar="DIARQ_SERVER", default=DEFAULT_
 @click.option("--wait", is_flag=True, help="Wait for the job and print its result.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="txt", show_default=True,
               help="Result format printed with --wait.")
+@direct_option
 def submit_cmd(file: Path, server: str, no_diarize: bool, no_align: bool, wait: bool,
-               fmt: str, **options: Any) -> None:
+               fmt: str, direct_above_mb: float, **options: Any) -> None:
     """Upload FILE as a new job; print its id (or, with --wait, its result)."""
     if no_diarize:
         options["diarize"] = False
@@ -164,7 +241,7 @@ def submit_cmd(file: Path, server: str, no_diarize: bool, no_align: bool, wait: 
     from diarq.shared.options import parse_options
 
     parse_options(options)  # the server's own check, before the upload: fails fast, same text
-    job = submit_file(server.rstrip("/"), file, options)
+    job = submit_file(server.rstrip("/"), file, options, direct_above_mb=direct_above_mb)
     if not wait:
         click.echo(job["id"])
         return

@@ -232,6 +232,23 @@ def check_hub(settings, get: Callable | None = None) -> list[Check]:  # type: ig
     return out
 
 
+def check_storage(settings) -> list[Check]:  # type: ignore[no-untyped-def]
+    """The storage backend this process would use: reachable, bucket there, credentials
+    accepted (S3: a HEAD of the bucket; credentials are never printed)."""
+    from diarq.shared.storage import StorageUnavailable
+    from diarq.shared.storage_backend import open_storage
+
+    try:
+        storage = open_storage(settings)
+        storage.check()
+    except StorageUnavailable as exc:
+        return [Check("storage", "fail", exc.message,
+                      "fix DIARQ_STORAGE_URL / DIARQ_S3_ENDPOINT_URL or the AWS credentials")]
+    where = (f"s3 {storage.where()}" if storage.kind == "s3"  # type: ignore[attr-defined]
+             else f"local directory {storage.root}")  # type: ignore[attr-defined]
+    return [Check("storage", "ok", where)]
+
+
 def check_load(settings) -> list[Check]:  # type: ignore[no-untyped-def]
     """Load the configured models as a worker would (slow; --load)."""
     from diarq.shared.errors import DiarqError
@@ -264,7 +281,7 @@ def doctor(load: bool) -> None:
     click.echo(checks[0].line())
     for group in (check_tools, check_packages, lambda: check_device(settings),
                   lambda: check_offline(settings), lambda: check_token(settings),
-                  lambda: check_hub(settings)):
+                  lambda: check_hub(settings), lambda: check_storage(settings)):
         for c in group():
             checks.append(c)
             click.echo(c.line())

@@ -81,7 +81,8 @@ def _copy_limited(src: BinaryIO, dest: Path, budget: int, over: ArchiveError) ->
     return written
 
 
-def _members(path: Path, kind: str) -> Iterator[tuple[str, bool, str | None, BinaryIO | None]]:
+def _members(path: Path | BinaryIO,
+             kind: str) -> Iterator[tuple[str, bool, str | None, BinaryIO | None]]:
     """Yield (name, is_regular_file, skip_reason, stream) for each member."""
     if kind == "zip":
         with zipfile.ZipFile(path) as zf:
@@ -98,7 +99,8 @@ def _members(path: Path, kind: str) -> Iterator[tuple[str, bool, str | None, Bin
                 with zf.open(info) as stream:
                     yield info.filename, True, None, stream
     else:
-        with tarfile.open(path, mode="r:*") as tf:
+        source = {"name": path} if isinstance(path, Path) else {"fileobj": path}
+        with tarfile.open(mode="r:*", **source) as tf:
             for member in tf:
                 if member.isdir():
                     continue
@@ -114,15 +116,21 @@ def _members(path: Path, kind: str) -> Iterator[tuple[str, bool, str | None, Bin
 
 
 def extract_archive(
-    path: Path, dest_dir: Path, *, limits: ArchiveLimits | None = None
+    path: Path | BinaryIO, dest_dir: Path, *, limits: ArchiveLimits | None = None
 ) -> Extraction:
-    """Extract regular files of an archive into ``dest_dir`` under generated names."""
+    """Extract regular files of an archive into ``dest_dir`` under generated names.
+    ``path``: a local file, or a seekable binary file object (an object in storage)."""
     limits = limits or ArchiveLimits()
-    with path.open("rb") as fh:
-        kind = archive_kind(fh.read(512))
+    if isinstance(path, Path):
+        with path.open("rb") as fh:
+            kind = archive_kind(fh.read(512))
+        compressed = max(path.stat().st_size, 1)
+    else:
+        kind = archive_kind(path.read(512))
+        compressed = max(path.seek(0, 2), 1)
+        path.seek(0)
     if kind is None:
         raise ArchiveError("not a .zip, .tar or .tar.gz archive", code="archive_unsupported")
-    compressed = max(path.stat().st_size, 1)
     ratio_budget = int(compressed * limits.max_ratio)
     budget = min(limits.max_total_bytes, ratio_budget)
     if ratio_budget < limits.max_total_bytes:

@@ -49,6 +49,21 @@ CODES: tuple[ErrorCode, ...] = (
        "check the id; batches of other keys are not visible"),
     _c("result_deleted", 404, REQUEST, "the job was deleted, and its result with it",
        "submit the recording again"),
+    _c("result_expired", 404, REQUEST, "the retention policy deleted the job's result "
+       "(DIARQ_RETENTION_DAYS with DIARQ_RETENTION_RESULTS)", "submit the recording again"),
+    _c("upload_not_found", 404, REQUEST, "no direct upload with this id for this key",
+       "create one with POST /v1/uploads"),
+    _c("upload_used", 409, REQUEST, "the direct upload already became a job",
+       "create a new upload for each job"),
+    _c("upload_incomplete", 409, REQUEST, "nothing was sent to the direct upload's URL yet",
+       "PUT the file to the URL from POST /v1/uploads, then create the job"),
+    _c("upload_checksum_mismatch", 422, REQUEST, "the direct upload's file is not the one "
+       "its sha256 announced", "send the file again (a new upload)"),
+    _c("upload_expired", 410, REQUEST, "the direct upload is past the time it could be used",
+       "create a new upload and send the file again"),
+    _c("direct_upload_unavailable", 409, REQUEST, "direct uploads need object storage and "
+       "this server stores uploads on its own disk",
+       "send the file to POST /v1/jobs; operators: DIARQ_STORAGE_URL=s3://..."),
     _c("method_not_allowed", 405, REQUEST, "the route does not take this HTTP method",
        "use a method listed in the Allow header"),
     _c("conflict", 409, REQUEST, "the request conflicts with the resource's state",
@@ -87,6 +102,10 @@ CODES: tuple[ErrorCode, ...] = (
        "wait for jobs to finish; operators: DIARQ_MAX_QUEUED_PER_KEY"),
     _c("database_unavailable", 503, REQUEST, "the job database cannot be reached",
        "retry after Retry-After; operators: check PostgreSQL and DIARQ_DATABASE_URL"),
+    _c("storage_unavailable", 503, (REQUEST, JOB, WORKER), "the recording store cannot be "
+       "reached or refuses diarq's credentials", "retry after Retry-After; operators: check "
+       "the object store, DIARQ_STORAGE_URL / DIARQ_S3_ENDPOINT_URL and the AWS credentials "
+       "(the message says which)"),
     _c("unavailable", 503, REQUEST, "the service cannot answer right now",
        "retry in a few seconds"),
     _c("internal_error", 500, (REQUEST, JOB), "an unexpected error (a bug)",
@@ -109,6 +128,10 @@ CODES: tuple[ErrorCode, ...] = (
     _c("audio_missing", 500, (JOB, CLI), "the job's audio is gone from storage (deleted, "
        "or API and worker do not share storage)",
        "submit again; operators: give API and workers the same DIARQ_STORAGE_DIR"),
+    _c("audio_corrupt", None, JOB, "the recording in storage differs from the one uploaded "
+       "(SHA-256)", "submit again; operators: check the object store's integrity"),
+    _c("scratch_full", None, JOB, "the worker's scratch disk has no room for the recording",
+       "submit again later; operators: free space or set DIARQ_SCRATCH_DIR"),
     # --- archives (batches) ------------------------------------------------------------
     _c("archive_invalid", 422, REQUEST, "the archive cannot be used", "see the message"),
     _c("archive_unsupported", 422, REQUEST, "not a .zip, .tar or .tar.gz archive",
@@ -185,6 +208,8 @@ CODES: tuple[ErrorCode, ...] = (
        "start it with `diarq up`, or pass --server URL"),
     _c("service_stopped", None, CLI, "a service process of `diarq up` stopped",
        "see its messages above"),
+    _c("upload_failed", None, CLI, "a direct upload to the server's object store failed",
+       "check the network and run the command again"),
     _c("wait_timeout", None, CLI, "the job did not finish within --timeout",
        "wait longer, or check the job with `diarq status`"),
     _c("job_failed", None, CLI, "the job failed without a code (older server)",

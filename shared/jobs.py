@@ -46,6 +46,9 @@ class Claim:
     options: dict[str, Any]
     # the name the user uploaded: messages about the audio say this, never audio_path
     audio_filename: str | None = None
+    # taken at upload: a worker copying the audio from object storage checks its copy
+    audio_sha256: str | None = None
+    audio_bytes: int | None = None
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -92,11 +95,12 @@ def claim(
         return None
     row = session.execute(
         select(Job.attempts, Job.audio_path, Job.audio_duration, Job.options,
-               Job.audio_filename).where(Job.id == job_id)
+               Job.audio_filename, Job.audio_sha256, Job.audio_bytes).where(Job.id == job_id)
     ).one()
     session.commit()
     return Claim(job_id, token, row.attempts, row.audio_path, row.audio_duration,
-                 dict(row.options or {}), row.audio_filename)
+                 dict(row.options or {}), row.audio_filename, row.audio_sha256,
+                 row.audio_bytes)
 
 
 def _lost_message(max_attempts: int) -> str:

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from diarq.shared.errors import AudioError, ConfigError
 
@@ -117,16 +118,23 @@ def probe_audio(path: str | Path, *, max_seconds: float | None = None,
 _QUICK_PROBE = {"probesize": "4096"}
 
 
-def probe_upload(path: Path, *, max_seconds: float | None,
+def probe_upload(path: Path | BinaryIO, *, max_seconds: float | None,
                  filename: str | None = None) -> AudioProbe:
+    """Probe a stored upload in-process: a local path, or a seekable binary file object
+    (an object in S3 read with ranged GETs: only the headers are fetched)."""
     try:
         import av
     except ImportError:
+        if not isinstance(path, Path):
+            raise ConfigError("probing uploads in object storage needs PyAV (pip install av)",
+                              code="ffmpeg_missing") from None
         return probe_audio(path, max_seconds=max_seconds)
     shown = filename or "the upload"
     container = _open(av, path, shown, _QUICK_PROBE)
     if not _complete(container):
         container.close()
+        if not isinstance(path, Path):
+            path.seek(0)
         container = _open(av, path, shown, {})
     try:
         audio = [s for s in container.streams if s.type == "audio"]
@@ -152,9 +160,10 @@ def probe_upload(path: Path, *, max_seconds: float | None,
     return probe
 
 
-def _open(av, path: Path, shown: str, options: dict[str, str]):  # noqa: ANN001, ANN202
+def _open(av, path: Path | BinaryIO, shown: str, options: dict[str, str]):  # noqa: ANN001, ANN202
     try:
-        return av.open(str(path), metadata_errors="ignore", options=options)
+        source = str(path) if isinstance(path, Path) else path
+        return av.open(source, metadata_errors="ignore", options=options)
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise not_audio_error(shown, str(getattr(exc, "strerror", "") or "unreadable")) from None
 

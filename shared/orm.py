@@ -172,9 +172,13 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # retention (DIARQ_RETENTION_DAYS): when the reaper deleted the audio / the result
+    audio_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),
+        Index("ix_jobs_finished", "finished_at"),
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_dedupe", "audio_sha256", "options_sha256"),
     )
@@ -215,6 +219,7 @@ class SpeakerVoice(Base):
         DateTime(timezone=True), nullable=False, default=utcnow
     )
 
+
 # Worker states as the worker records them (shared/workers.py derives busy and lost).
 WORKER_STARTING, WORKER_READY, WORKER_STOPPED = "starting", "ready", "stopped"
 
@@ -248,3 +253,28 @@ class Worker(Base):
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_workers_heartbeat", "heartbeat_at"),)
+
+
+class Upload(Base):
+    """A direct upload (POST /v1/uploads): a presigned URL for one object key, owned by
+    one API key, used by at most one job (``job_id``, set in the job's transaction)."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    api_key_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("api_keys.id", ondelete="SET NULL")
+    )
+    object_key: Mapped[str] = mapped_column(String(500), nullable=False)
+    filename: Mapped[str | None] = mapped_column(String(1000))
+    declared_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # the client's SHA-256 of the file: checked against the object, and what an
+    # Idempotency-Key retry with new upload ids is recognised by
+    declared_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+
+    __table_args__ = (Index("ix_uploads_expires", "expires_at"),)

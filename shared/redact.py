@@ -1,8 +1,9 @@
 """Keeps secrets out of logs, exceptions and anything shown to users.
 
 Hugging Face tokens look like ``hf_`` + 30-40 letters/digits; API keys issued by
-diarq look like ``dq_`` + url-safe base64. Values of configured secrets (the token
-found in the environment) are replaced too, whatever their shape.
+diarq look like ``dq_`` + url-safe base64; AWS access key ids ``AKIA``/``ASIA`` + 16.
+Values of configured secrets (the Hugging Face token and the AWS credentials found in
+the environment) are replaced too, whatever their shape.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import re
 from collections.abc import Iterable
 
 REDACTED = "[REDACTED]"
-_SHAPES = re.compile(r"\b(?:hf_[A-Za-z0-9]{20,}|dq_[A-Za-z0-9_\-]{20,})")
-_SECRET_ENV = ("HUGGINGFACE_HUB_TOKEN", "HF_TOKEN")
+# AWS access key ids (long-term AKIA..., temporary ASIA...) are identifiers, but they
+# have no business in a log line or an error either
+_SHAPES = re.compile(r"\b(?:hf_[A-Za-z0-9]{20,}|dq_[A-Za-z0-9_\-]{20,}|(?:AKIA|ASIA)[A-Z0-9]{16})")
+# object storage credentials come from boto3's AWS chain: their values are secrets too
+_SECRET_ENV = ("HUGGINGFACE_HUB_TOKEN", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY",
+               "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
 
 def _configured_secrets() -> list[str]:

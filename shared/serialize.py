@@ -50,6 +50,8 @@ def job_to_dict(job: Job, *, waiting: dict[str, Any] | None = None,
             "codec": job.audio_codec,
             "sample_rate": job.audio_sample_rate,
             "channels": job.audio_channels,
+            # retention (DIARQ_RETENTION_DAYS) deleted the recording at this time
+            "purged_at": iso(job.audio_purged_at),
         },
         "attempts": job.attempts,
         "worker": job.worker if show_worker or not job.worker else opaque_name(job.worker),

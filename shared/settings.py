@@ -31,6 +31,26 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: sqlite:///<data_dir>/diarq.db
     broker_url: str = ""  # default: filesystem://<data_dir>/broker
     storage_dir: Path | None = None  # default: <data_dir>/storage
+    # s3://bucket/prefix (object storage; shared/s3_storage.py) or file:///path; empty:
+    # the local directory storage_dir. Credentials: boto3's standard AWS chain only.
+    storage_url: str = ""
+    s3_endpoint_url: str = ""  # MinIO, R2, ... (empty: AWS S3 of AWS_REGION)
+    # endpoint written into presigned upload URLs, when clients reach the store by
+    # another address than the API does (docker network vs. the outside)
+    s3_public_endpoint_url: str = ""
+    # multipart part size of uploads through the API: the memory one upload holds
+    s3_part_mb: int = Field(8, ge=5, le=512)
+    # local files of this machine: worker downloads of the audio, archive extraction
+    scratch_dir: Path | None = None  # default: <data_dir>/scratch
+    # a worker retries a store it cannot reach for this long, then fails the job
+    # with storage_unavailable
+    storage_retry_for_s: float = Field(60.0, ge=0)
+    # lifetime of a presigned direct-upload URL (POST /v1/uploads)
+    direct_upload_expires_s: int = Field(900, ge=60, le=3600)
+    # privacy: the reaper deletes the audio (and with retention_results the result)
+    # of jobs finished more than this many days ago; None keeps them
+    retention_days: float | None = Field(None, gt=0)
+    retention_results: bool = False
     host: str = "127.0.0.1"
     port: int = Field(3001, ge=1, le=65535)
     max_upload_mb: int = Field(1024, ge=1)
@@ -144,6 +164,26 @@ class Settings(BaseSettings):
                              "probes and polls need one; raise DIARQ_API_THREADS or lower "
                              "DIARQ_MAX_WAITERS")
         return self
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            return v
+        if v.startswith("s3://"):
+            bucket = v[len("s3://"):].split("/", 1)[0]
+            if not bucket:
+                raise ValueError("s3:// needs a bucket: s3://bucket or s3://bucket/prefix")
+            return v
+        if v.startswith("file://") and v[len("file://"):].startswith("/"):
+            return v
+        raise ValueError("use s3://bucket/prefix (object storage) or file:///absolute/path")
+
+    @property
+    def scratch_path(self) -> Path:
+        """This machine's scratch directory (never shared between machines)."""
+        return Path(self.scratch_dir or self.data_dir / "scratch").expanduser().absolute()
 
     @field_validator("database_url")
     @classmethod

@@ -6,7 +6,6 @@ Kept apart from Celery so the task stays a one-liner; only ids travel in message
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -26,7 +25,9 @@ from diarq.shared.orm import Job
 from diarq.shared.redact import redact
 from diarq.shared.settings import Settings
 from diarq.shared.storage import Storage
+from diarq.shared.storage_backend import open_storage
 from diarq.shared.webhook_queue import notify_terminal
+from diarq.worker.scratch import local_audio
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,6 +35,17 @@ T = TypeVar("T")
 TIMEOUT_CODE = "timeout"
 # final writes (claim, result, failure) outlive a database restart for this long
 DB_RETRY_FOR_S = 120.0
+
+_storages: dict[str, Storage] = {}
+
+
+def _storage(settings: Settings) -> Storage:
+    """One storage client per process and configuration (its connection pool is reused)."""
+    key = f"{settings.storage_url}|{settings.storage_dir}|{settings.s3_endpoint_url}"
+    if key not in _storages:
+        _storages[key] = open_storage(settings)
+    return _storages[key]
+
 
 class WorkerUnusable(Exception):  # noqa: N818 - a condition of the worker, not of the job
     """This worker process cannot run any job (its models did not load at start).
@@ -240,16 +252,16 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
                              code="audio_missing")
         options = parse_options(claim.options)
         check_job_model(options.asr_model, settings.profile)  # also checked at submit
-        path = Storage(settings).path(claim.audio_path)
-        if not path.is_file() or not os.access(path, os.R_OK):
-            # checked before any model work: a storage problem must not look like bad audio
-            raise DiarqError("the uploaded audio is missing or unreadable in storage; check "
-                             "that API and workers share DIARQ_STORAGE_DIR (same volume, "
-                             "readable by the worker), then submit the file again",
-                             code="audio_missing")
-        result = run_pipeline(path, options, registry=registry, progress=monitor.progress,
-                              should_cancel=monitor.should_cancel, job_id=claim.job_id,
-                              audio_name=claim.audio_filename or "the upload")
+        # before any model work: a storage problem must not look like bad audio. From
+        # object storage the audio is copied to this machine's scratch (deleted after)
+        with local_audio(_storage(settings), claim.audio_path, settings, job_id=claim.job_id,
+                         sha256=claim.audio_sha256, size=claim.audio_bytes) as (path, fetch_s):
+            if fetch_s:
+                log.info("audio downloaded seconds=%.3f bytes=%s", fetch_s, claim.audio_bytes)
+            result = run_pipeline(path, options, registry=registry,
+                                  progress=monitor.progress,
+                                  should_cancel=monitor.should_cancel, job_id=claim.job_id,
+                                  audio_name=claim.audio_filename or "the upload")
     except JobCancelled:
         log.info("cancelled while running")
         return "canceled"
@@ -265,6 +277,8 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
                               INTERNAL_MESSAGE, celery)
     data = result.to_dict()
     data["job_id"] = claim.job_id
+    if fetch_s:
+        data.setdefault("timings", {})["download"] = round(fetch_s, 3)
 
     def _succeed() -> bool:
         with session_scope(settings) as session:

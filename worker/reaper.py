@@ -113,20 +113,31 @@ def reap_once(app: Celery, settings: Settings,
 
 
 class Reaper(threading.Thread):
+    """reap_once, then the storage clean-up (worker/purge.py), every reaper interval."""
+
     def __init__(self, app: Celery, settings: Settings):
+        from diarq.shared.storage_backend import open_storage
+
         super().__init__(name="diarq-reaper", daemon=True)
         self.app = app
         self.settings = settings
+        self.storage = open_storage(settings)
         self.stopped = threading.Event()
         self.watch = BrokerWatch()
 
     def run(self) -> None:
+        from diarq.worker.purge import purge_once
+
         self.watch.restarted(self.app)  # the broker as it is now: a later change is a restart
         while not self.stopped.wait(self.settings.reaper_interval_s):
             try:
                 reap_once(self.app, self.settings, self.watch)
             except Exception:  # DB or broker down: try again next round
                 log.warning("reaper pass failed", exc_info=True)
+            try:
+                purge_once(self.settings, self.storage)
+            except Exception:  # the database is down: next round
+                log.warning("storage clean-up pass failed", exc_info=True)
 
     def stop(self) -> None:
         self.stopped.set()

@@ -146,6 +146,10 @@ def _start_reaper(sender: object = None, **_: object) -> None:
     _worker_host = getattr(sender, "hostname", None)
     if _presence is not None:  # after the fork: no thread of ours is copied into the pool
         _presence.start()
+    # scratch copies of recordings left by a worker of this machine that was killed
+    from diarq.worker.scratch import scratch_audio_dir, sweep
+
+    sweep(scratch_audio_dir(settings))
     if os.environ.get("DIARQ_REAPER", "on") == "off":
         return
     _reaper = Reaper(app, settings)

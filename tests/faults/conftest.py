@@ -12,6 +12,7 @@ import pytest
 
 from tests.faults.stack import Stack, create_database, drop_database
 from tests.integration.conftest import speech_wav  # noqa: F401 (fixture: espeak-ng speech)
+from tests.integration.s3 import moto  # noqa: F401 (fixture: the module's S3 server)
 
 PG_ADMIN = os.environ.get("DIARQ_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("DIARQ_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -80,9 +80,10 @@ class Stack:
         self.client = self.app.test_client()
         self.workers: list[WorkerProcess] = []
 
-    def worker(self, name: str, *, ready: bool = True, **env: str) -> WorkerProcess:
+    def worker(self, name: str, *, ready: bool = True, cwd: Path | None = None,
+               **env: str) -> WorkerProcess:
         w = WorkerProcess(name, self.env, self.log_dir, queues=self.settings.job_queue,
-                          extra_env=env)
+                          extra_env=env, **({"cwd": cwd} if cwd else {}))
         self.workers.append(w)
         if ready:
             w.wait_ready()

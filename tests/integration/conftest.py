@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from tests.integration.keys import create_key_with_cli, use_key
+from tests.integration.s3 import moto  # noqa: F401 (fixture: a module's own S3 server)
 from tests.integration.services import ROOT, WorkerProcess
 
 PG_ADMIN = os.environ.get("DIARQ_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -26,14 +26,15 @@ class WorkerProcess:
     """`diarq worker` as a subprocess in its own process group, logging to a file."""
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, *, queues: str = "cpu",
-                 concurrency: int = 1, extra_env: dict[str, str] | None = None):
+                 concurrency: int = 1, extra_env: dict[str, str] | None = None,
+                 cwd: Path = ROOT):
         self.name = name
         self.log_path = log_dir / f"worker-{name}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             DIARQ + ["worker", "--queues", queues, "--concurrency", str(concurrency),
                      "--hostname", f"{name}@test"],
-            env={**env, **(extra_env or {})}, cwd=ROOT, stdout=self._log,
+            env={**env, **(extra_env or {})}, cwd=cwd, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -113,12 +114,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_api(env: dict[str, str], log_path: Path | None = None) -> Iterator[str]:
+def running_api(env: dict[str, str], log_path: Path | None = None,
+                cwd: Path = ROOT) -> Iterator[str]:
     """`diarq api` (real gunicorn, one process) on a free loopback port; yields its URL."""
     port = free_port()
     log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(DIARQ + ["api", "--port", str(port), "--workers", "1"], env=env,
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
@@ -148,3 +150,10 @@ def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "DIARQ_STORAGE_DIR": str(tmp_path / "storage"),
         **extra,
     }
+
+
+def sine_wav(path: Path, seconds: float) -> Path:
+    """A 16 kHz mono 16-bit WAV of a tone (32 kB per second of audio), made with sox."""
+    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(path), "synth",
+                    str(seconds), "sine", "300", "vol", "0.2"], check=True)
+    return path

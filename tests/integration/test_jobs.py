@@ -148,7 +148,8 @@ def test_unknown_job_and_routes_are_json_errors(client):  # noqa: ANN001
 def test_health_ready_and_spec(client, app):  # noqa: ANN001
     check_spec(client.get("/healthz"), "/healthz", "GET")
     ready = check_spec(client.get("/readyz"), "/readyz", "GET")
-    assert ready["checks"] == {"database": "ok", "broker": "ok", "workers": "ok"}
+    assert ready["checks"] == {"database": "ok", "broker": "ok", "storage": "ok",
+                               "workers": "ok"}
     spec = check_spec(client.get("/openapi.json"), "/openapi.json", "GET")
     assert spec["openapi"].startswith("3.1")
     # every route the app serves is documented

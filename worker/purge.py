@@ -1,0 +1,69 @@
+"""Storage clean-up, run by the reaper thread of every worker: the objects of deleted
+jobs, retention (``DIARQ_RETENTION_DAYS``, ``DIARQ_RETENTION_RESULTS``) and unused direct
+uploads, and multipart uploads a killed API process left unfinished. What to delete comes
+from the database (shared/retention.py); a store that is down stops the pass, and the
+next one picks up where it stopped."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from diarq.shared import retention
+from diarq.shared.db import session_scope
+from diarq.shared.orm import utcnow
+from diarq.shared.settings import Settings
+from diarq.shared.storage import Storage, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+# an upload through the API still unfinished after this long was left by a killed API
+# process (an upload of the largest file takes minutes, not a day)
+STALE_UPLOAD_S = 24 * 3600.0
+
+
+def purge_once(settings: Settings, storage: Storage) -> dict[str, list[str]]:
+    """One pass; returns what it did (ids per kind)."""
+    done: dict[str, list[str]] = {"deleted": [], "audio": [], "results": [], "uploads": [],
+                                  "unfinished": []}
+    try:
+        _objects(settings, storage, done)
+        aborted = storage.abort_stale_uploads(STALE_UPLOAD_S)
+        done["unfinished"] = [str(aborted)] if aborted else []
+    except StorageUnavailable as exc:
+        log.warning("storage clean-up paused, the store is unavailable: %s", exc.message)
+    if settings.retention_days and settings.retention_results:
+        cutoff = utcnow() - timedelta(days=settings.retention_days)
+        with session_scope(settings) as session:
+            done["results"] = retention.purge_results(session, cutoff)
+    for kind, ids in done.items():
+        if ids:
+            log.info("storage clean-up kind=%s count=%d", kind, len(ids))
+    return done
+
+
+def _objects(settings: Settings, storage: Storage, done: dict[str, list[str]]) -> None:
+    with session_scope(settings) as session:
+        deleted = retention.deleted_with_audio(session)
+    for job_id, key in deleted:
+        storage.delete_job(job_id, key)
+        with session_scope(settings) as session:
+            if retention.forget_audio(session, job_id, key, purged=False):
+                done["deleted"].append(job_id)
+    if settings.retention_days:
+        cutoff = utcnow() - timedelta(days=settings.retention_days)
+        with session_scope(settings) as session:
+            old = retention.audio_past_retention(session, cutoff)
+        for job_id, key in old:
+            storage.delete_job(job_id, key)
+            with session_scope(settings) as session:
+                if retention.forget_audio(session, job_id, key, purged=True):
+                    done["audio"].append(job_id)
+    with session_scope(settings) as session:
+        unused = retention.unused_uploads(session, now=utcnow(),
+                                          use_window_s=retention.UPLOAD_USE_WINDOW_S)
+    for upload_id, key in unused:
+        storage.delete(key)
+        with session_scope(settings) as session:
+            if retention.forget_upload(session, upload_id):
+                done["uploads"].append(upload_id)
