@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,35 @@ class Storage:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, dest)
         return StoredFile(rel, digest, size)
+
+    def incoming_bytes(self, data: bytes) -> Path:
+        """``data`` (a small upload read whole, e.g. a voice reference) written under a
+        generated name in ``incoming/``; the caller keeps or deletes it."""
+        path = self.root / "incoming" / f"{uuid.uuid4().hex}.part"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    @staticmethod
+    def references_rel(job_id: str) -> str:
+        """Folder of a job's voice references (user uploads, deleted with the job)."""
+        return f"references/{job_id[:2]}/{job_id}"
+
+    def keep_references(self, paths: list[Path], job_id: str) -> None:
+        """Move a job's voice reference files (under storage) to ``<folder>/<index>``."""
+        if not paths:
+            return
+        dest = self.root / self.references_rel(job_id)
+        dest.mkdir(parents=True, exist_ok=True)
+        for index, path in enumerate(paths):
+            os.replace(path, dest / str(index))
+
+    def reference_path(self, job_id: str, index: int) -> Path:
+        return self.path(f"{self.references_rel(job_id)}/{index}")
+
+    def delete_references(self, job_id: str) -> None:
+        folder = self.root / self.references_rel(job_id)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def scratch_dir(self) -> Path:
         """A new empty directory under storage (same filesystem: entries move by rename)."""
