@@ -240,16 +240,24 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
                              code="audio_missing")
         options = parse_options(claim.options)
         check_job_model(options.asr_model, settings.profile)  # also checked at submit
-        path = Storage(settings).path(claim.audio_path)
+        storage = Storage(settings)
+        path = storage.path(claim.audio_path)
         if not path.is_file() or not os.access(path, os.R_OK):
             # checked before any model work: a storage problem must not look like bad audio
             raise DiarqError("the uploaded audio is missing or unreadable in storage; check "
                              "that API and workers share DIARQ_STORAGE_DIR (same volume, "
                              "readable by the worker), then submit the file again",
                              code="audio_missing")
+        references = [storage.reference_path(claim.job_id, i)
+                      for i in range(len(options.speaker_references or []))]
+        if not all(p.is_file() for p in references):
+            raise DiarqError("a voice reference of this job is missing in storage; check "
+                             "that API and workers share DIARQ_STORAGE_DIR, then submit "
+                             "the request again", code="reference_missing")
         result = run_pipeline(path, options, registry=registry, progress=monitor.progress,
                               should_cancel=monitor.should_cancel, job_id=claim.job_id,
-                              audio_name=claim.audio_filename or "the upload")
+                              audio_name=claim.audio_filename or "the upload",
+                              references=references)
     except JobCancelled:
         log.info("cancelled while running")
         return "canceled"
