@@ -54,6 +54,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from diarq.api.health import bp as health_bp
     from diarq.api.jobs import bp as jobs_bp
     from diarq.api.metrics import bp as metrics_bp
+    from diarq.api.openai_compat import bp as openai_bp
     from diarq.api.webhook_secret import bp as webhook_secret_bp
 
     app.register_blueprint(jobs_bp)
@@ -61,6 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(compat_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(openai_bp)
     app.register_blueprint(webhook_secret_bp)
     register_error_handlers(app)
     app.teardown_request(discard_unclaimed_uploads)

@@ -133,7 +133,9 @@ def delete_job_row(session, job_id: str) -> tuple[str | None, bool]:  # noqa: AN
 def after_delete(settings, job_id: str, audio: str | None, canceled: bool) -> None:  # noqa: ANN001
     """After the commit: the audio goes, and a cancelled job's webhook is told."""
     # a running worker sees `canceled` at its next check and stops; its writes are no-ops
-    current_app.extensions["diarq"].storage.delete(audio)
+    storage = current_app.extensions["diarq"].storage
+    storage.delete(audio)
+    storage.delete_references(job_id)  # voice samples: user uploads, gone with the job
     if canceled:
         from diarq.shared.webhook_queue import notify_terminal
 

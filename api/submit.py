@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,9 @@ from sqlalchemy.orm import Session
 from diarq.api.errors import ApiError
 from diarq.api.upload import uploaded
 from diarq.shared.db import session_scope
-from diarq.shared.dedupe import canonical_json, find_reusable, options_sha256
-from diarq.shared.errors import AudioError
-from diarq.shared.options import JobOptions, check_job_model, parse_options
+from diarq.shared.dedupe import canonical_json, find_active, find_reusable, options_sha256
+from diarq.shared.errors import AudioError, InvalidOptions
+from diarq.shared.options import JobOptions, check_job_model, check_multichannel, parse_options
 from diarq.shared.orm import QUEUED, SUCCEEDED, Job, utcnow
 from diarq.shared.serialize import job_to_dict
 from diarq.shared.settings import Settings
@@ -34,15 +35,32 @@ _FALSE = {"false", "0", "no", "off"}
 
 
 def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask response)
+    if uploaded(file_field) is None:
+        raise _no_file(file_field)
+    job, status = create_job(file_field, read_intake(raw_options))
+    return _answer(job, status)
+
+
+def _no_file(file_field: str) -> ApiError:
+    return ApiError(f"no file: send the recording as multipart/form-data field "
+                    f"'{file_field}'", code="file_missing", http_status=400)
+
+
+def create_job(file_field: str, intake: Intake, *, references: Sequence[Path] = (),
+               join_active: bool = False) -> tuple[Job, int]:
+    """The job for the upload in ``file_field``: (job, 202) when created now, (job, 200)
+    for the job an Idempotency-Key retry names or, with ``join_active``, an identical
+    request (same key, audio and options) still queued or running.
+
+    ``references``: voice reference files already in storage (``intake.options`` lists
+    them); they move to the new job's folder, and are deleted when no job is created."""
     diarq = current_app.extensions["diarq"]
     settings = diarq.settings
     storage: Storage = diarq.storage
 
     writer = uploaded(file_field)
     if writer is None:
-        raise ApiError(f"no file: send the recording as multipart/form-data field "
-                       f"'{file_field}'", code="file_missing", http_status=400)
-    intake = read_intake(raw_options)
+        raise _no_file(file_field)
     if writer.size == 0:
         raise ApiError("the uploaded file is empty (0 bytes); send the complete recording",
                        code="audio_empty", http_status=400)
@@ -53,7 +71,11 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
         existing = _by_key(key)
         if existing is not None:
             check_same_request(existing.request_sha256, request_hash)
-            return _answer(existing, 200)
+            return existing, 200
+    if join_active:
+        running = _active_twin(writer.sha256, intake.options)
+        if running is not None:
+            return running, 200
 
     job_id = str(uuid.uuid4())
     stored = storage.keep_audio(writer, job_id)
@@ -61,13 +83,18 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
     try:
         # a path generated here (audio/<id[:2]>/<id>): no need to resolve it again
         probe = probe_file(storage.root / stored.rel_path, settings, filename)
+        check_multichannel(intake.options, probe.channels, filename or "the upload")
     except AudioError as exc:
         storage.delete(stored.rel_path)
         raise probe_error_response(exc) from None
+    except InvalidOptions:
+        storage.delete(stored.rel_path)
+        raise
 
     job = new_job(settings, job_id, stored, probe, intake.options, filename=filename,
                   idempotency_key=key, request_hash=request_hash)
     job.webhook_url, job.priority = intake.webhook_url, intake.priority
+    storage.keep_references(list(references), job_id)
     try:
         with session_scope(settings) as session:
             if intake.dedupe:
@@ -76,13 +103,18 @@ def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask
     except IntegrityError:
         # the same Idempotency-Key raced in from another request: answer with that job
         storage.delete(stored.rel_path)
+        storage.delete_references(job_id)
         existing = _by_key(key) if key else None
         if existing is None:
             raise
         check_same_request(existing.request_sha256, request_hash)
-        return _answer(existing, 200)
+        return existing, 200
+    except BaseException:
+        storage.delete(stored.rel_path)
+        storage.delete_references(job_id)
+        raise
     after_commit(settings, [job], stored=[stored])
-    return _answer(job, 202)
+    return job, 202
 
 
 @dataclass(frozen=True)
@@ -153,7 +185,7 @@ def request_sha256(audio_hashes: list[str], options: JobOptions, dedupe: bool, *
                    webhook_url: str | None = None, priority: int | None = None) -> str:
     """Fingerprint of a submit request (audio contents, options, request fields): a retry
     with the same Idempotency-Key must carry the same one."""
-    body = {"audio": audio_hashes, "options": options.model_dump(mode="json"),
+    body = {"audio": audio_hashes, "options": options.fingerprint(),
             "dedupe": dedupe, "webhook_url": webhook_url, "priority": priority}
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
@@ -224,6 +256,7 @@ def after_commit(settings: Settings, created: list[Job], *, stored: list[StoredF
     for job, file in zip(created, stored, strict=True):
         if job.result_job_id:
             storage.delete(file.rel_path)
+            storage.delete_references(job.id)
             # finished at submit: its (or its batch's) webhook is due now
             notify_terminal(celery, settings, job.id)
             continue
@@ -261,6 +294,12 @@ def scoped_idempotency_key(header: str) -> str | None:
 def _by_key(key: str) -> Job | None:
     with session_scope(current_app.extensions["diarq"].settings) as session:
         return session.query(Job).filter(Job.idempotency_key == key).one_or_none()
+
+
+def _active_twin(audio_sha256: str, options: JobOptions) -> Job | None:
+    with session_scope(current_app.extensions["diarq"].settings) as session:
+        return find_active(session, api_key_id=g.get("api_key_id"), audio_sha256=audio_sha256,
+                           options_hash=options_sha256(options))
 
 
 def _answer(job: Job, status: int):  # noqa: ANN202
