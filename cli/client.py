@@ -121,6 +121,17 @@ def explain_failure(job: dict[str, Any]) -> ClientError:
 
 server_option = click.option("--server", envvar="DIARQ_SERVER", default=DEFAULT_SERVER,
                              show_default=True, help="Base URL of the diarq API.")
+# job options every command that runs the pipeline takes
+hotwords_option = click.option(
+    "--hotwords", help='Names and terms to recognise, comma-separated: "Szymborska,Kubernetes".')
+multichannel_option = click.option(
+    "--multichannel", is_flag=True,
+    help="One speaker per channel (phone calls, one track per participant).")
+
+
+def flag_or_none(value: bool) -> bool | None:
+    """An absent flag is no option at all (the server's default applies)."""
+    return True if value else None
 
 
 @click.command("submit")
@@ -132,6 +143,8 @@ server_option = click.option("--server", envvar="DIARQ_SERVER", default=DEFAULT_
 @click.option("--language", help="Language code; detected when absent.")
 @click.option("--participants", help='Names in order of first appearance: "Anna,Boris".')
 @click.option("--prompt", help="Initial prompt for transcription.")
+@hotwords_option
+@multichannel_option
 @click.option("--asr-model")
 @click.option("--no-diarize", is_flag=True)
 @click.option("--no-align", is_flag=True)
@@ -141,6 +154,7 @@ server_option = click.option("--server", envvar="DIARQ_SERVER", default=DEFAULT_
 def submit_cmd(file: Path, server: str, no_diarize: bool, no_align: bool, wait: bool,
                fmt: str, **options: Any) -> None:
     """Upload FILE as a new job; print its id (or, with --wait, its result)."""
+    options["multichannel"] = flag_or_none(options["multichannel"])
     if no_diarize:
         options["diarize"] = False
     if no_align:
