@@ -29,7 +29,8 @@ from diarq.api.submit import (
 from diarq.shared.archive import ArchiveLimits
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import result_data
-from diarq.shared.errors import AudioError
+from diarq.shared.errors import AudioError, InvalidOptions
+from diarq.shared.options import check_multichannel
 from diarq.shared.orm import ACTIVE, QUEUED, STATUSES, SUCCEEDED, Batch, Job, utcnow
 from diarq.shared.renderers import FORMATS
 from diarq.shared.serialize import batch_links, batch_to_dict, iso
@@ -148,7 +149,8 @@ def _jobs_for(found: Entries, settings: Any, storage: Storage, options: Any,
                 else storage.keep_file(entry.path, job_id))
         try:
             probe = probe_file(storage.path(kept.rel_path), settings, entry.name)
-        except AudioError as exc:
+            check_multichannel(options, probe.channels, entry.name)
+        except (AudioError, InvalidOptions) as exc:
             storage.delete(kept.rel_path)
             found.reject(entry.name, exc.message)
             continue

@@ -306,7 +306,9 @@ def create_transcription():  # noqa: ANN201
     temporary: list[Path] = []
     try:
         references = []
-        for i, (name, data) in enumerate(zip(req.names, clips, strict=True)):
+        # names without references name speakers by order of appearance instead
+        for i, data in enumerate(clips):
+            name = req.names[i]
             path = storage.incoming_bytes(data)
             temporary.append(path)
             check_reference(path, i, name)
@@ -331,7 +333,7 @@ def _answer(job_id: str, job: Job | None, req: TranscriptionRequest) -> Response
     settings = current_app.extensions["diarq"].settings
     if job is None:
         raise OpenAIError(f"the transcription did not finish within "
-                          f"{settings.openai_wait_s:.0f} s (DIARQ_OPENAI_WAIT_S); it goes on "
+                          f"{settings.openai_wait_s:g} s (DIARQ_OPENAI_WAIT_S); it goes on "
                           f"as job {job_id}: send the same request again to keep waiting for "
                           f"it, or poll GET /v1/jobs/{job_id}", code="transcription_timeout",
                           http_status=504, retry=True)
