@@ -8,11 +8,11 @@ Two parts, kept apart so that either can be replaced on its own:
   diarization uses (``worker/diarization/ge2e.py``); a stronger speaker-level embedding
   replaces it here, behind the same two methods.
 * :func:`match_references`, pure: cosine similarity between every speaker and every
-  reference, one reference per speaker and one speaker per reference at most (the
-  assignment with the highest total similarity, Hungarian algorithm), and a pair counts
-  only at or above a threshold calibrated for the encoder (BENCHMARKS.md, "Voice
-  references"). Several clips with the same name are one person: their vectors are
-  averaged first.
+  reference; the best pair takes its name first, then the best of the rest (greedy by
+  score, so a confident match is never traded for two weaker ones), one reference per
+  speaker and one speaker per reference, and only at or above a threshold calibrated
+  for the encoder (BENCHMARKS.md, "Voice references"). Several clips with the same name
+  are one person: their vectors are averaged first.
 """
 
 from __future__ import annotations
@@ -77,22 +77,20 @@ def similarities(speaker_vectors: Mapping[str, np.ndarray],
 def match_references(speaker_vectors: Mapping[str, np.ndarray],
                      reference_vectors: Mapping[str, np.ndarray],
                      threshold: float) -> dict[str, VoiceMatch]:
-    """Speaker id -> the reference (by name) it is, for the pairs at or above
-    ``threshold`` in the one-to-one assignment of highest total similarity."""
-    from scipy.optimize import linear_sum_assignment
-
+    """Speaker id -> the reference (by name) it is: the most similar (speaker,
+    reference) pair first, then the most similar of the rest, and so on, each speaker
+    and each reference used once, pairs under ``threshold`` never."""
     speakers, names, scores = _score_matrix(speaker_vectors, reference_vectors)
-    if not speakers or not names:
-        return {}
-    # pairs under the threshold may not be chosen: a large penalty keeps the solver from
-    # trading a valid pair for an invalid one
-    cost = np.where(scores >= threshold, -scores, 1e6)
-    rows, cols = linear_sum_assignment(cost)
-    return {
-        speakers[r]: VoiceMatch(speakers[r], names[c], round(float(scores[r, c]), 4))
-        for r, c in zip(rows, cols, strict=True)
-        if scores[r, c] >= threshold
-    }
+    pairs = sorted(((float(scores[i, j]), i, j) for i in range(len(speakers))
+                    for j in range(len(names)) if scores[i, j] >= threshold), reverse=True)
+    out: dict[str, VoiceMatch] = {}
+    taken: set[int] = set()
+    for score, i, j in pairs:
+        if speakers[i] in out or j in taken:
+            continue
+        out[speakers[i]] = VoiceMatch(speakers[i], names[j], round(score, 4))
+        taken.add(j)
+    return out
 
 
 def speaker_samples(audio: np.ndarray, turns: Sequence[Turn], *,
