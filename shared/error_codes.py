@@ -113,7 +113,7 @@ CODES: tuple[ErrorCode, ...] = (
        "recording", "send a 2-10 s clip in a format ffmpeg reads (wav, mp3, m4a, ogg...)"),
     _c("reference_duration", 400, REQUEST, "a voice reference is shorter than 2 s or longer "
        "than 10 s", "cut a 2-10 s clip of one person speaking"),
-    _c("reference_too_large", 413, REQUEST, "a voice reference field is larger than 8 MB",
+    _c("reference_too_large", 413, REQUEST, "a voice reference field is larger than 4 MB",
        "send a 2-10 s clip (a few hundred kB)"),
     _c("reference_missing", None, JOB, "a job's voice reference is gone from storage",
        "submit again; operators: give API and workers the same DIARQ_STORAGE_DIR"),

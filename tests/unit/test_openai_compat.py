@@ -269,3 +269,12 @@ def test_names_without_references_name_speakers_in_order_of_appearance(app):  # 
     opts = app.test_client().get(f"/v1/jobs/{job_id}").get_json()["options"]
     assert opts["participants"] == ["Anna", "Boris"] and "speaker_references" not in opts
     assert opts["diarize"] is True and opts["hotwords"] == ["Kraków"]
+
+
+def test_oversized_reference_field_is_413_and_leaves_nothing(app):  # noqa: ANN001
+    huge = "data:audio/wav;base64," + "A" * (5 * 1024 * 1024)
+    resp = _post(app, {"known_speaker_names[]": "Anna", "known_speaker_references[]": huge})
+    assert resp.status_code == 413
+    err = _openai_error(resp)
+    assert err["code"] == "reference_too_large" and err["param"] == "known_speaker_references"
+    assert _left_behind(app) == (0, [])

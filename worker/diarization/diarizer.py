@@ -55,19 +55,11 @@ class Diarizer:
     def describe(self) -> dict[str, Any]:
         return dict(self.info)
 
-    def diarize(
-        self,
-        waveform: np.ndarray,
-        *,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
-        progress: Callable[[float], None] | None = None,
-    ) -> list[Turn]:
+    def diarize(self, waveform: np.ndarray, **options: Any) -> list[Turn]:
         """Speaker turns (overlapping where people talk at once), SPEAKER_00.. in order of
-        first appearance. ``waveform``: float32 mono 16 kHz."""
-        return self.run(waveform, num_speakers=num_speakers, min_speakers=min_speakers,
-                        max_speakers=max_speakers, progress=progress).turns
+        first appearance. ``waveform``: float32 mono 16 kHz; ``options`` as for
+        :meth:`run`."""
+        return self.run(waveform, **options).turns
 
     def run(
         self,
