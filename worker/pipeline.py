@@ -151,6 +151,7 @@ def run_pipeline(
         from diarq.worker.asr import speech_spans
         from diarq.worker.multichannel import (
             channel_turns,
+            drowned,
             frame_levels,
             own_speech,
             spans_to_frames,
@@ -159,6 +160,8 @@ def run_pipeline(
         levels = frame_levels(audio)
         speech = np.stack([spans_to_frames(speech_spans(t), levels.shape[1]) for t in tracks])
         found = channel_turns(levels, own_speech(levels, speech, settings.multichannel_bleed_db))
+        # frames where each channel hears someone else: its words there are bleed
+        bleed = drowned(levels, settings.multichannel_bleed_db)
     elif options.diarize:
         diarizer = registry.diarizer()
         registry.before_torch_stage()
@@ -211,14 +214,11 @@ def run_pipeline(
     if options.multichannel:
         from diarq.worker.multichannel import (
             channel_speakers,
-            drowned,
-            frame_levels,
             keep_own_words,
             merge_channels,
             speaker_id,
         )
 
-        bleed = drowned(frame_levels(audio), settings.multichannel_bleed_db)
         segments = merge_channels([
             keep_own_words(segs, found.turns, speaker_id(c), bleed[c], language)
             for c, segs in enumerate(per_track)])
