@@ -88,7 +88,7 @@ def create_batch():  # noqa: ANN201
             job.priority = intake.priority
         batch = Batch(id=batch_id, api_key_id=g.get("api_key_id"),
                       webhook_url=intake.webhook_url,
-                      options=options.model_dump(exclude_none=True), idempotency_key=key,
+                      options=options.stored(), idempotency_key=key,
                       request_sha256=request_hash, rejected=found.rejected,
                       created_at=utcnow())
         try:

@@ -219,7 +219,7 @@ def new_job(settings: Settings, job_id: str, stored: StoredFile, probe: Any,
     """A queued job row (not yet added to a session) owned by the caller's key."""
     now = utcnow()
     return Job(
-        id=job_id, status=QUEUED, progress=0.0, options=options.model_dump(exclude_none=True),
+        id=job_id, status=QUEUED, progress=0.0, options=options.stored(),
         options_sha256=options_sha256(options), queue=settings.job_queue,
         idempotency_key=idempotency_key, request_sha256=request_hash,
         batch_id=batch_id, source_name=source_name,

@@ -72,10 +72,17 @@ class JobOptions(BaseModel):
         """The options as hashed for dedupe and Idempotency-Key checks: every field,
         defaults included, except fields added later while they hold their defaults, so
         that the hashes of jobs stored before those fields existed stay the same."""
-        data = self.model_dump(mode="json")
+        return self._without_later_defaults(self.model_dump(mode="json"))
+
+    def stored(self) -> dict:
+        """The options as a job row keeps (and the API shows) them: those given, and the
+        defaults of the original fields (fields added later only when set)."""
+        return self._without_later_defaults(self.model_dump(mode="json", exclude_none=True))
+
+    def _without_later_defaults(self, data: dict) -> dict:
         for name in _LATER_FIELDS:
-            if data.get(name) == type(self).model_fields[name].default:
-                data.pop(name, None)
+            if name in data and data[name] == type(self).model_fields[name].default:
+                del data[name]
         return data
 
     @model_validator(mode="after")
