@@ -57,6 +57,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from diarq.api.health import bp as health_bp
     from diarq.api.jobs import bp as jobs_bp
     from diarq.api.metrics import bp as metrics_bp
+    from diarq.api.openai_compat import bp as openai_bp
     from diarq.api.uploads import bp as uploads_bp
     from diarq.api.webhook_secret import bp as webhook_secret_bp
     from diarq.api.workers import bp as workers_bp
@@ -67,6 +68,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(compat_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(openai_bp)
     app.register_blueprint(webhook_secret_bp)
     app.register_blueprint(workers_bp)
     register_error_handlers(app)

@@ -28,7 +28,8 @@ from diarq.shared.settings import Settings
 # (aggregate counts only, nothing per key or per job): reachable without a key
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
 # endpoints that create jobs: rate limit and queued quota apply
-SUBMIT_ENDPOINTS = frozenset({"jobs.create_job", "compat.diarize", "batches.create_batch"})
+SUBMIT_ENDPOINTS = frozenset({"jobs.create_job", "compat.diarize", "batches.create_batch",
+                              "openai_compat.create_transcription"})
 QUOTA_RETRY_AFTER_S = 30
 
 

@@ -30,7 +30,8 @@ from diarq.api.uploads import check_usable, consume_upload, owned_upload, stored
 from diarq.shared.archive import ArchiveLimits
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import result_data
-from diarq.shared.errors import AudioError
+from diarq.shared.errors import AudioError, InvalidOptions
+from diarq.shared.options import check_multichannel
 from diarq.shared.orm import ACTIVE, QUEUED, STATUSES, SUCCEEDED, Batch, Job, utcnow
 from diarq.shared.renderers import FORMATS
 from diarq.shared.serialize import batch_links, batch_to_dict, iso
@@ -103,7 +104,7 @@ def create_batch():  # noqa: ANN201
             job.priority = intake.priority
         batch = Batch(id=batch_id, api_key_id=g.get("api_key_id"),
                       webhook_url=intake.webhook_url,
-                      options=options.model_dump(exclude_none=True), idempotency_key=key,
+                      options=options.stored(), idempotency_key=key,
                       request_sha256=request_hash, rejected=found.rejected,
                       created_at=utcnow())
         try:
@@ -168,7 +169,8 @@ def _jobs_for(found: Entries, settings: Any, storage: Storage, options: Any,
         if entry.upload is not None:
             try:
                 kept, probe = stored_upload(storage, settings, entry.upload)
-            except ApiError as exc:
+                check_multichannel(options, probe.channels, entry.name)
+            except (ApiError, InvalidOptions) as exc:
                 found.reject(entry.name, exc.message)
                 continue
             used[job_id] = entry.upload.id
@@ -177,7 +179,8 @@ def _jobs_for(found: Entries, settings: Any, storage: Storage, options: Any,
                     else storage.keep_file(entry.path, job_id))
             try:
                 probe = probe_file(storage, kept.rel_path, settings, entry.name, entry.writer)
-            except AudioError as exc:
+                check_multichannel(options, probe.channels, entry.name)
+            except (AudioError, InvalidOptions) as exc:
                 storage.delete(kept.rel_path)
                 found.reject(entry.name, exc.message)
                 continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 
 from diarq.api.result_wait import answer_when_done, wait_seconds
-from diarq.api.submit import create_job, form_options
+from diarq.api.submit import create_job_from_form, form_options
 
 bp = Blueprint("compat", __name__)
 
@@ -29,7 +29,7 @@ def diarize():  # noqa: ANN201
     raw = form_options(exclude={"audioFile"})
     # unknown fields pass through unchanged so parse_options rejects them (422)
     options = {_FIELDS.get(k, k): v for k, v in raw.items()}
-    job, status = create_job("audioFile", options)
+    job, status = create_job_from_form("audioFile", options)
     settings = current_app.extensions["diarq"].settings
     seconds, asked = wait_seconds(request.headers.get("Prefer"), settings,
                                   default=settings.wait_max_s)

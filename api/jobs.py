@@ -13,8 +13,7 @@ from diarq.api.errors import ApiError
 from diarq.api.job_json import job_json, jobs_json
 from diarq.api.pagination import newest_first, page_limit, split_page
 from diarq.api.result_wait import answer_when_done, wait_seconds
-from diarq.api.submit import answer, form_options
-from diarq.api.submit import create_job as submit_job
+from diarq.api.submit import answer, create_job_from_form, form_options
 from diarq.shared import jobs
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import detach_copies, lock_for_delete, result_data
@@ -32,7 +31,7 @@ def _settings():  # noqa: ANN202
 def create_job():  # noqa: ANN201
     """202 with the job; with ``Prefer: wait=N`` the answer waits until the job ends (200)
     or N seconds pass (202)."""
-    job, status = submit_job("file", form_options(exclude={"file"}))
+    job, status = create_job_from_form("file", form_options(exclude={"file"}))
     seconds, asked = wait_seconds(request.headers.get("Prefer"), _settings(), default=0)
     if not asked:
         return answer(job, status)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import current_app, g, jsonify, request
@@ -19,12 +21,18 @@ from diarq.api.probe import probe_error_response, probe_file
 from diarq.api.upload import uploaded
 from diarq.api.uploads import check_usable, consume_upload, owned_upload, stored_upload
 from diarq.shared.db import session_scope
-from diarq.shared.dedupe import canonical_json, find_reusable, options_sha256
+from diarq.shared.dedupe import canonical_json, find_active, find_reusable, options_sha256
 from diarq.shared.errors import AudioError
-from diarq.shared.options import JobOptions, check_job_model, parse_options
+from diarq.shared.options import JobOptions, check_job_model, check_multichannel, parse_options
 from diarq.shared.orm import QUEUED, SUCCEEDED, Job, utcnow
 from diarq.shared.settings import Settings
-from diarq.shared.storage import Storage, StorageUnavailable, StoredFile
+from diarq.shared.storage import (
+    Storage,
+    StorageUnavailable,
+    StoredFile,
+    reference_key,
+    references_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,29 +42,45 @@ _FALSE = {"false", "0", "no", "off"}
 
 def submit(file_field: str, raw_options: dict[str, Any]):  # noqa: ANN201 (flask response)
     """Create the job and answer with it (202 new, 200 an Idempotency-Key retry)."""
-    return answer(*create_job(file_field, raw_options))
+    return answer(*create_job_from_form(file_field, raw_options))
 
 
-def create_job(file_field: str, raw_options: dict[str, Any]) -> tuple[Job, int]:
-    """The upload in ``file_field`` (or the direct upload ``upload_id`` names) -> a
-    committed, enqueued job and the status to answer with (202 new, 200 the job an
-    Idempotency-Key already made)."""
-    diarq = current_app.extensions["diarq"]
-    settings = diarq.settings
-    storage: Storage = diarq.storage
+def _no_file(file_field: str) -> ApiError:
+    return ApiError(f"no file: send the recording as multipart/form-data field "
+                    f"'{file_field}' (or upload it first with POST /v1/uploads and send "
+                    "its upload_id)", code="file_missing", http_status=400)
 
+
+def create_job_from_form(file_field: str, raw_options: dict[str, Any]) -> tuple[Job, int]:
+    """POST /v1/jobs and /api/diarize: the upload in ``file_field``, or the direct upload
+    ``upload_id`` names, with the options of the form -> (job, status), as create_job."""
     writer = uploaded(file_field)
     upload_id = raw_options.pop("upload_id", None)
     if upload_id is not None:
         if writer is not None:
             raise ApiError(f"send either a file ('{file_field}') or an upload_id, not both",
                            code="invalid_options", http_status=422)
-        return create_direct_job(upload_id, raw_options)
+        return create_direct_job(upload_id, read_intake(raw_options))
     if writer is None:
-        raise ApiError(f"no file: send the recording as multipart/form-data field "
-                       f"'{file_field}' (or upload it first with POST /v1/uploads and send "
-                       "its upload_id)", code="file_missing", http_status=400)
-    intake = read_intake(raw_options)
+        raise _no_file(file_field)
+    return create_job(file_field, read_intake(raw_options))
+
+
+def create_job(file_field: str, intake: Intake, *, references: Sequence[Path] = (),
+               join_active: bool = False) -> tuple[Job, int]:
+    """The job for the upload in ``file_field``: (job, 202) when created now, (job, 200)
+    for the job an Idempotency-Key retry names or, with ``join_active``, an identical
+    request (same key, audio and options) still queued or running.
+
+    ``references``: local voice reference files (``intake.options`` lists them); they are
+    stored with the new job, and nothing is kept when no job is created."""
+    diarq = current_app.extensions["diarq"]
+    settings = diarq.settings
+    storage: Storage = diarq.storage
+
+    writer = uploaded(file_field)
+    if writer is None:
+        raise _no_file(file_field)
     if writer.size == 0:
         raise ApiError("the uploaded file is empty (0 bytes); send the complete recording",
                        code="audio_empty", http_status=400)
@@ -68,6 +92,10 @@ def create_job(file_field: str, raw_options: dict[str, Any]) -> tuple[Job, int]:
         if existing is not None:
             check_same_request(existing.request_sha256, intake.request_hash([writer.sha256]))
             return existing, 200
+    if join_active:
+        running = _active_twin(writer.sha256, intake.options)
+        if running is not None:
+            return running, 200
 
     job_id = str(uuid.uuid4())
     # the object exists once this returns (object storage: the upload is completed)
@@ -75,21 +103,21 @@ def create_job(file_field: str, raw_options: dict[str, Any]) -> tuple[Job, int]:
     filename = display_filename(request.files[file_field].filename)
     try:
         probe = probe_file(storage, stored.rel_path, settings, filename, writer)
+        check_multichannel(intake.options, probe.channels, filename or "the upload")
     except BaseException as exc:
         storage.delete(stored.rel_path)
         if isinstance(exc, AudioError):
             raise probe_error_response(exc) from None
         raise
     return insert_job(settings, storage, intake, stored, probe, filename=filename,
-                      job_id=job_id)
+                      job_id=job_id, references=references)
 
 
-def create_direct_job(upload_id: Any, raw_options: dict[str, Any]) -> tuple[Job, int]:
+def create_direct_job(upload_id: Any, intake: Intake) -> tuple[Job, int]:
     """POST /v1/jobs with ``upload_id``: the file is already in the store (a direct
     upload); it is checked like an upload through the API (size, probe, hash)."""
     diarq = current_app.extensions["diarq"]
     settings, storage = diarq.settings, diarq.storage
-    intake = read_intake(raw_options)
     upload = owned_upload(upload_id)
     if upload.job_id is not None and intake.idempotency_key:
         # a retry of the request that made the job: answered with it (200)
@@ -99,16 +127,18 @@ def create_direct_job(upload_id: Any, raw_options: dict[str, Any]) -> tuple[Job,
     check_usable(upload)
     stored, probe = stored_upload(storage, settings, upload)
     filename = display_filename(upload.filename)
+    check_multichannel(intake.options, probe.channels, filename or "the upload")
     return insert_job(settings, storage, intake, stored, probe, filename=filename,
                       job_id=str(uuid.uuid4()),
                       consume=lambda session, job: consume_upload(session, upload.id, job.id))
 
 
 def insert_job(settings: Settings, storage: Storage, intake: Intake, stored: StoredFile,
-               probe: Any, *, filename: str | None, job_id: str,
-               consume: Any = None) -> tuple[Job, int]:
+               probe: Any, *, filename: str | None, job_id: str, consume: Any = None,
+               references: Sequence[Path] = ()) -> tuple[Job, int]:
     """Insert the job for a stored, probed recording (its object exists), commit, enqueue.
-    ``consume(session, job)`` runs in the job's transaction (a direct upload is used)."""
+    ``consume(session, job)`` runs in the job's transaction (a direct upload is used);
+    ``references`` (local files) are stored under the job's prefix first."""
     key = intake.idempotency_key
     request_hash = intake.request_hash([stored.sha256])
     direct = consume is not None
@@ -122,7 +152,15 @@ def insert_job(settings: Settings, storage: Storage, intake: Intake, stored: Sto
     job = new_job(settings, job_id, stored, probe, intake.options, filename=filename,
                   idempotency_key=key, request_hash=request_hash)
     job.webhook_url, job.priority = intake.webhook_url, intake.priority
+
+    def forget() -> None:  # no job: nothing of this request stays in the store
+        if not direct:
+            storage.delete(stored.rel_path)
+        storage.delete_prefix(references_prefix(job_id))
+
     try:
+        for index, path in enumerate(references):
+            storage.put_file(reference_key(job_id, index), path)
         with session_scope(settings) as session:
             if consume is not None:
                 consume(session, job)
@@ -131,13 +169,15 @@ def insert_job(settings: Settings, storage: Storage, intake: Intake, stored: Sto
             session.add(job)
     except IntegrityError:
         # the same Idempotency-Key raced in from another request: answer with that job
-        if not direct:
-            storage.delete(stored.rel_path)
+        forget()
         existing = _by_key(key) if key else None
         if existing is None:
             raise
         check_same_request(existing.request_sha256, request_hash)
         return existing, 200
+    except BaseException:
+        forget()
+        raise
     after_commit(settings, [job], stored=[stored])
     return job, 202
 
@@ -210,7 +250,7 @@ def request_sha256(audio_hashes: list[str], options: JobOptions, dedupe: bool, *
                    webhook_url: str | None = None, priority: int | None = None) -> str:
     """Fingerprint of a submit request (audio contents, options, request fields): a retry
     with the same Idempotency-Key must carry the same one."""
-    body = {"audio": audio_hashes, "options": options.model_dump(mode="json"),
+    body = {"audio": audio_hashes, "options": options.fingerprint(),
             "dedupe": dedupe, "webhook_url": webhook_url, "priority": priority}
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
@@ -230,7 +270,7 @@ def new_job(settings: Settings, job_id: str, stored: StoredFile, probe: Any,
     """A queued job row (not yet added to a session) owned by the caller's key."""
     now = utcnow()
     return Job(
-        id=job_id, status=QUEUED, progress=0.0, options=options.model_dump(exclude_none=True),
+        id=job_id, status=QUEUED, progress=0.0, options=options.stored(),
         options_sha256=options_sha256(options), queue=settings.job_queue,
         idempotency_key=idempotency_key, request_sha256=request_hash,
         batch_id=batch_id, source_name=source_name,
@@ -268,6 +308,7 @@ def after_commit(settings: Settings, created: list[Job], *, stored: list[StoredF
         if job.result_job_id:
             try:
                 storage.delete(file.rel_path)
+                storage.delete_prefix(references_prefix(job.id))
             except StorageUnavailable:
                 # committed already: the answer is the job, not a 503 inviting a retry
                 log.warning("could not delete the unneeded upload of dedupe copy job_id=%s",
@@ -309,6 +350,12 @@ def scoped_idempotency_key(header: str) -> str | None:
 def _by_key(key: str) -> Job | None:
     with session_scope(current_app.extensions["diarq"].settings) as session:
         return session.query(Job).filter(Job.idempotency_key == key).one_or_none()
+
+
+def _active_twin(audio_sha256: str, options: JobOptions) -> Job | None:
+    with session_scope(current_app.extensions["diarq"].settings) as session:
+        return find_active(session, api_key_id=g.get("api_key_id"), audio_sha256=audio_sha256,
+                           options_hash=options_sha256(options))
 
 
 def answer(job: Job, status: int):  # noqa: ANN201 (flask response)

@@ -32,8 +32,11 @@ from diarq.cli.client import (
     _request,
     direct_option,
     direct_upload,
+    flag_or_none,
     form_data,
     get_result,
+    hotwords_option,
+    multichannel_option,
     server_option,
 )
 from diarq.shared.hashing import sha256_file
@@ -209,6 +212,8 @@ def wait_and_write(server: str, state: BatchState, out_dir: Path, formats: list[
 @click.option("--min-speakers", type=int)
 @click.option("--max-speakers", type=int)
 @click.option("--language", help="Language code; detected when absent.")
+@hotwords_option
+@multichannel_option
 @click.option("--asr-model")
 @click.option("--no-diarize", is_flag=True)
 @click.option("--no-align", is_flag=True)
@@ -229,7 +234,8 @@ def batch_cmd(source: Path, server: str, api_key: str | None, formats: str,
         raise click.BadParameter(f"use formats from: {', '.join(FORMATS)}",
                                  param_hint="--formats")
     options.update(diarize=False if no_diarize else None, align=False if no_align else None,
-                   dedupe=False if no_dedupe else None)
+                   dedupe=False if no_dedupe else None,
+                   multichannel=flag_or_none(options["multichannel"]))
     data = form_data(options)
     headers = {"Authorization": f"Bearer {api_key.strip()}"} if api_key else {}
     source = source.resolve()

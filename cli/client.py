@@ -212,6 +212,17 @@ direct_option = click.option(
     default=64, show_default=True,
     help="Files larger than this go straight to the server's object store (a direct "
          "upload, with a progress bar) when it has one.")
+# job options every command that runs the pipeline takes
+hotwords_option = click.option(
+    "--hotwords", help='Names and terms to recognise, comma-separated: "Szymborska,Kubernetes".')
+multichannel_option = click.option(
+    "--multichannel", is_flag=True,
+    help="One speaker per channel (phone calls, one track per participant).")
+
+
+def flag_or_none(value: bool) -> bool | None:
+    """An absent flag is no option at all (the server's default applies)."""
+    return True if value else None
 
 
 @click.command("submit")
@@ -224,6 +235,8 @@ direct_option = click.option(
 @click.option("--participants", help='Names in order of first appearance: "Anna, Boris" or a '
               'JSON list: [{"name": "Anna"}, {"name": "Boris"}] or ["Anna", "Boris"].')
 @click.option("--prompt", help="Initial prompt for transcription.")
+@hotwords_option
+@multichannel_option
 @click.option("--asr-model")
 @click.option("--no-diarize", is_flag=True)
 @click.option("--no-align", is_flag=True)
@@ -234,6 +247,7 @@ direct_option = click.option(
 def submit_cmd(file: Path, server: str, no_diarize: bool, no_align: bool, wait: bool,
                fmt: str, direct_above_mb: float, **options: Any) -> None:
     """Upload FILE as a new job; print its id (or, with --wait, its result)."""
+    options["multichannel"] = flag_or_none(options["multichannel"])
     if no_diarize:
         options["diarize"] = False
     if no_align:

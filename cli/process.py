@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from diarq.cli.client import hotwords_option, multichannel_option
+from diarq.shared.hashing import sha256_file
 from diarq.shared.renderers import FORMATS
 
 
@@ -43,6 +45,11 @@ def _progress_bar():  # type: ignore[no-untyped-def]
 @click.option("--participants", help='Names in order of first appearance: "Anna, Boris" or a '
               'JSON list: [{"name": "Anna"}, {"name": "Boris"}] or ["Anna", "Boris"].')
 @click.option("--prompt", help="Initial prompt: names, terms, spelling the model should use.")
+@hotwords_option
+@multichannel_option
+@click.option("--reference", "references", multiple=True, metavar="NAME=FILE",
+              help="A 2-10 s recording of one person: the speaker with that voice is named "
+                   "NAME (repeat, up to 4).")
 @click.option("--asr-model", help="Whisper model (offline: base, tiny.en) or a local directory.")
 @click.option("--no-diarize", is_flag=True, help="Transcribe only; no speakers.")
 @click.option("--no-align", is_flag=True, help="Segment-level times only (faster).")
@@ -60,6 +67,9 @@ def process(
     language: str | None,
     participants: str | None,
     prompt: str | None,
+    hotwords: str | None,
+    multichannel: bool,
+    references: tuple[str, ...],
     asr_model: str | None,
     no_diarize: bool,
     no_align: bool,
@@ -69,8 +79,9 @@ def process(
     quiet: bool,
 ) -> None:
     """Transcribe FILE with speakers (who said what, when)."""
-    from diarq.shared.options import parse_options
+    from diarq.shared.options import check_multichannel, parse_options
 
+    named = [_reference(spec) for spec in references]
     # validate everything before loading any model
     options = parse_options(
         {
@@ -80,6 +91,10 @@ def process(
             "language": language,
             "participants": participants,
             "prompt": prompt,
+            "hotwords": hotwords,
+            "multichannel": multichannel,
+            "speaker_references": [{"name": n, "sha256": sha256_file(f)} for n, f in named]
+            or None,
             "asr_model": asr_model,
             "diarize": not no_diarize,
             "align": not no_align,
@@ -87,14 +102,18 @@ def process(
     )
     from diarq.shared.media import probe_audio
 
-    probe_audio(file)  # missing / empty / not audio: fail now, before models load
+    # missing / empty / not audio / mono with --multichannel: fail now, before models load
+    check_multichannel(options, probe_audio(file).channels, file.name)
+    for _, ref in named:
+        probe_audio(ref)
 
     from diarq.shared.renderers import render
     from diarq.worker.pipeline import run_pipeline
 
     update, close = _progress_bar() if not quiet else (None, lambda: None)
     try:
-        result = run_pipeline(file, options, progress=update, job_id=file.stem)
+        result = run_pipeline(file, options, progress=update, job_id=file.stem,
+                              references=[f for _, f in named])
     finally:
         close()
     text = render(result, fmt)
@@ -117,6 +136,14 @@ def process(
             + f", language {result.language or '-'}",
             err=True,
         )
+
+
+def _reference(spec: str) -> tuple[str, Path]:
+    name, sep, path = spec.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise click.BadParameter("use NAME=FILE, e.g. --reference Anna=anna.wav",
+                                 param_hint="--reference")
+    return name.strip(), Path(path.strip())
 
 
 def register(group: click.Group) -> None:

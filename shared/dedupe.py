@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from diarq.shared.options import JobOptions
-from diarq.shared.orm import SUCCEEDED, Job, JobResult, utcnow
+from diarq.shared.orm import ACTIVE, SUCCEEDED, Job, JobResult, utcnow
 from diarq.shared.voices import copy_voices
 
 
@@ -28,7 +28,7 @@ def canonical_json(value: Any) -> str:
 
 def options_sha256(options: JobOptions) -> str:
     """Hash of the parsed options (defaults included, so `diarize=true` equals absent)."""
-    return hashlib.sha256(canonical_json(options.model_dump(mode="json")).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(options.fingerprint()).encode()).hexdigest()
 
 
 def find_reusable(session: Session, *, api_key_id: int | None, audio_sha256: str,
@@ -50,6 +50,21 @@ def find_reusable(session: Session, *, api_key_id: int | None, audio_sha256: str
         .order_by(Job.finished_at, Job.id)
         .limit(1)
         .with_for_update(read=True, of=Job)
+    ).first()
+
+
+def find_active(session: Session, *, api_key_id: int | None, audio_sha256: str,
+                options_hash: str) -> Job | None:
+    """The newest queued or running, not deleted job of the same owner with the same
+    audio and options: a retried synchronous request waits for it instead of starting
+    the same work again (POST /v1/audio/transcriptions)."""
+    owner = Job.api_key_id.is_(None) if api_key_id is None else Job.api_key_id == api_key_id
+    return session.scalars(
+        select(Job)
+        .where(owner, Job.audio_sha256 == audio_sha256, Job.options_sha256 == options_hash,
+               Job.status.in_(ACTIVE), Job.deleted_at.is_(None))
+        .order_by(Job.created_at.desc(), Job.id)
+        .limit(1)
     ).first()
 
 

@@ -100,6 +100,9 @@ CODES: tuple[ErrorCode, ...] = (
        "wait for Retry-After seconds; operators: DIARQ_RATE_LIMIT_PER_MINUTE"),
     _c("queue_quota_exceeded", 429, REQUEST, "this key has too many jobs waiting",
        "wait for jobs to finish; operators: DIARQ_MAX_QUEUED_PER_KEY"),
+    _c("too_many_waiters", 429, REQUEST, "every thread of this API process that may wait for "
+       "a synchronous transcription is waiting", "retry after Retry-After; operators: "
+       "DIARQ_OPENAI_MAX_WAITERS, DIARQ_API_THREADS, DIARQ_API_WORKERS"),
     _c("database_unavailable", 503, REQUEST, "the job database cannot be reached",
        "retry after Retry-After; operators: check PostgreSQL and DIARQ_DATABASE_URL"),
     _c("storage_unavailable", 503, (REQUEST, JOB, WORKER), "the recording store cannot be "
@@ -114,6 +117,34 @@ CODES: tuple[ErrorCode, ...] = (
        "see the message and the HTTP status"),
     _c("result_missing", 500, REQUEST, "a succeeded job has no stored result",
        "submit the recording again and report it to the operator"),
+    # --- POST /v1/audio/transcriptions (OpenAI's API: bad input is 400 there) ---------
+    _c("unknown_model", 400, REQUEST, "the model field names no model this server runs",
+       "use whisper-1 (the configured model) or a name the message lists (docs/openai.md)"),
+    _c("invalid_value", 400, REQUEST, "a field of the OpenAI-compatible request has an "
+       "invalid value", "fix the field the error's param names"),
+    _c("unsupported_parameter", 400, REQUEST, "a field diarq does not take (an unknown "
+       "field, or include[])", "leave the field out (docs/openai.md lists the fields)"),
+    _c("streaming_unsupported", 400, REQUEST, "stream=true was asked for",
+       "leave stream out: the answer comes when the transcript is ready"),
+    _c("too_many_references", 400, REQUEST, "more than 4 voice references",
+       "send at most 4 known_speaker_references[]"),
+    _c("reference_names_mismatch", 400, REQUEST, "the numbers of known_speaker_names[] and "
+       "known_speaker_references[] differ", "send one name per reference (or names alone)"),
+    _c("reference_invalid", 400, REQUEST, "a voice reference is not a base64 data URL",
+       "send data:audio/...;base64,... of a 2-10 s clip"),
+    _c("reference_not_audio", 400, (REQUEST, JOB), "a voice reference is not a readable "
+       "recording", "send a 2-10 s clip in a format ffmpeg reads (wav, mp3, m4a, ogg...)"),
+    _c("reference_duration", 400, REQUEST, "a voice reference is shorter than 2 s or longer "
+       "than 10 s", "cut a 2-10 s clip of one person speaking"),
+    _c("reference_too_large", 413, REQUEST, "a voice reference field is larger than 4 MB",
+       "send a 2-10 s clip (a few hundred kB)"),
+    _c("reference_missing", None, JOB, "a job's voice reference is gone from storage",
+       "submit again; operators: give API and workers the same DIARQ_STORAGE_DIR"),
+    _c("transcription_timeout", 504, REQUEST, "the synchronous transcription did not finish "
+       "within DIARQ_OPENAI_WAIT_S; the job goes on", "send the same request again (it "
+       "waits for the same job), or poll GET /v1/jobs/{id} with the id in the message"),
+    _c("job_canceled", 409, (REQUEST, CLI), "the job was canceled (deleted) before it "
+       "finished", "submit it again if needed"),
     # --- audio (at submit, or when the worker decodes) -----------------------------------
     _c("audio_invalid", 422, (REQUEST, JOB), "the file is not usable audio",
        "upload a complete audio or video recording"),
@@ -125,6 +156,9 @@ CODES: tuple[ErrorCode, ...] = (
        "upload the complete file again"),
     _c("audio_too_long", 422, (REQUEST, JOB, CLI), "the recording is longer than the server "
        "accepts", "split the recording, or raise DIARQ_MAX_AUDIO_SECONDS"),
+    _c("audio_not_multichannel", 422, (REQUEST, JOB, CLI), "multichannel=true for a recording "
+       "with one channel (or more than 32)", "send the multitrack recording, or leave "
+       "multichannel out to diarize the mix"),
     _c("audio_missing", 500, (JOB, CLI), "the job's audio is gone from storage (deleted, "
        "or API and worker do not share storage)",
        "submit again; operators: give API and workers the same DIARQ_STORAGE_DIR"),
@@ -214,8 +248,6 @@ CODES: tuple[ErrorCode, ...] = (
        "wait longer, or check the job with `diarq status`"),
     _c("job_failed", None, CLI, "the job failed without a code (older server)",
        "see the message"),
-    _c("job_canceled", 409, (REQUEST, CLI), "the job was canceled (deleted) before it finished",
-       "submit it again if needed"),
     _c("batch_incomplete", None, CLI, "some recordings of `diarq batch` failed",
        "see the list; run the same command again to retry only those"),
     _c("invalid_key_name", None, CLI, "an API key name is empty or too long",
@@ -241,6 +273,10 @@ def markdown() -> str:
         "`error_code` / `error_message` on a failed job, and `error [code]: message` "
         "from the CLI. Clients switch on the code; the message says what to do in the "
         "case at hand.",
+        "",
+        "On the OpenAI-compatible `POST /v1/audio/transcriptions` errors take OpenAI's "
+        "shape, `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`, with the "
+        "same codes, and 415/422 answers are 400 there (OpenAI's status for bad input).",
         "",
         "| code | HTTP | seen as | meaning | what to do |",
         "|---|---|---|---|---|",

@@ -28,6 +28,7 @@ class ConfigError(DiarqError):
 class InvalidOptions(DiarqError):
     code = "invalid_options"
     http_status = 422
+    fields: list[str] = []  # the options at fault, where known (parse_options)
 
 
 class AudioError(DiarqError):

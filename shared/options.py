@@ -11,6 +11,21 @@ from diarq.shared.errors import InvalidOptions
 
 MAX_SPEAKERS = 32
 MAX_NAME_CHARS = 100
+# voice references per job (OpenAI's limit for known_speaker_references[])
+MAX_REFERENCES = 4
+# hotwords: faster-whisper puts them into the decoder prompt, which holds at most 223
+# tokens (half the decoder's context); more words than this could not all be seen
+MAX_HOTWORDS = 100
+
+
+class SpeakerReference(BaseModel):
+    """A voice sample of one known person, stored with the job (shared/storage.py); the
+    options carry its name and the digest of the sample, never the audio or a path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class JobOptions(BaseModel):
@@ -27,11 +42,46 @@ class JobOptions(BaseModel):
     asr_model: str | None = Field(None, max_length=200)
     participants: list[str] | None = Field(None, max_length=MAX_SPEAKERS)
     prompt: str | None = Field(None, max_length=2000)
+    # names and terms the transcription should recognise (faster-whisper's hotwords)
+    hotwords: list[str] | None = Field(None, max_length=MAX_HOTWORDS)
+    # each channel of the recording is one speaker, transcribed on its own
+    multichannel: bool = False
+    # known voices: the diarized speaker matching a reference best takes its name
+    speaker_references: list[SpeakerReference] | None = Field(None, max_length=MAX_REFERENCES)
 
     @field_validator("participants", mode="before")
     @classmethod
-    def _split_names(cls, v: object) -> object:
+    def _participant_names(cls, v: object) -> object:
         return participant_names(v)
+
+    @field_validator("hotwords", mode="before")
+    @classmethod
+    def _split_hotwords(cls, v: object) -> object:
+        # "Anna, Kubernetes" from a form field or CLI flag -> ["Anna", "Kubernetes"]
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",")]
+        if isinstance(v, list):
+            v = [str(p).strip() for p in v if str(p).strip()] or None
+            if v and any(len(p) > MAX_NAME_CHARS for p in v):
+                raise ValueError(f"each hotword must be at most {MAX_NAME_CHARS} characters")
+        return v
+
+    def fingerprint(self) -> dict:
+        """The options as hashed for dedupe and Idempotency-Key checks: every field,
+        defaults included, except fields added later while they hold their defaults, so
+        that the hashes of jobs stored before those fields existed stay the same."""
+        return self._without_later_defaults(self.model_dump(mode="json"))
+
+    def stored(self) -> dict:
+        """The options as a job row keeps (and the API shows) them: those given, and the
+        defaults of the original fields (fields added later only when set)."""
+        return self._without_later_defaults(self.model_dump(mode="json", exclude_none=True))
+
+    def _without_later_defaults(self, data: dict) -> dict:
+        for name in _LATER_FIELDS:
+            if name in data and data[name] == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> JobOptions:
@@ -40,7 +90,17 @@ class JobOptions(BaseModel):
             raise ValueError(f"min_speakers ({lo}) is greater than max_speakers ({hi})")
         if n is not None and ((lo is not None and n < lo) or (hi is not None and n > hi)):
             raise ValueError(f"num_speakers ({n}) is outside min_speakers..max_speakers")
+        if self.multichannel and (n, lo, hi) != (None, None, None):
+            raise ValueError("multichannel: each channel is one speaker; leave out "
+                             "num_speakers, min_speakers and max_speakers")
+        if self.speaker_references and self.participants:
+            raise ValueError("give names either with voice references or as participants, "
+                             "not both")
         return self
+
+
+# fields added after options were first hashed (see JobOptions.fingerprint)
+_LATER_FIELDS = ("hotwords", "multichannel", "speaker_references")
 
 
 def participant_names(value: object) -> object:
@@ -90,12 +150,16 @@ def parse_options(data: dict) -> JobOptions:
     try:
         return JobOptions(**clean)
     except ValidationError as exc:
-        parts = []
+        parts, fields = [], []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "options"
             msg = err["msg"].removeprefix("Value error, ")
             parts.append(f"{where}: {msg}")
-        raise InvalidOptions("invalid options: " + "; ".join(parts)) from None
+            if err["loc"]:
+                fields.append(str(err["loc"][0]))
+        error = InvalidOptions("invalid options: " + "; ".join(parts))
+        error.fields = fields  # the options at fault, for APIs that name them
+        raise error from None
 
 
 # a model name ("base") or, for the hub profile, a hub id ("Systran/faster-whisper-small")
@@ -117,3 +181,22 @@ def check_job_model(asr_model: str | None, profile: str) -> None:
                          "with DIARQ_PROFILE=hub); a local model directory can only be "
                          "configured by the operator (DIARQ_ASR_MODEL)",
                          code="asr_model_not_allowed")
+
+
+def check_multichannel(options: JobOptions, channels: int, shown: str) -> int:
+    """How many channels the pipeline decodes: 1 (downmixed), or every channel of a
+    multichannel recording. InvalidOptions (``audio_not_multichannel``) when
+    ``multichannel`` is asked of a recording without one channel per speaker."""
+    if not options.multichannel:
+        return 1
+    if channels < 2:
+        raise InvalidOptions(
+            f"{shown} has {channels or 'no'} audio channel{'s' if channels != 1 else ''}; "
+            "multichannel=true needs a recording with one channel per speaker (2 or more): "
+            "send the multitrack file, or leave multichannel out to diarize the mix",
+            code="audio_not_multichannel")
+    if channels > MAX_SPEAKERS:
+        raise InvalidOptions(
+            f"{shown} has {channels} channels; multichannel=true takes at most "
+            f"{MAX_SPEAKERS} (one speaker each)", code="audio_not_multichannel")
+    return channels

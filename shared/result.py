@@ -23,6 +23,13 @@ class Segment(BaseModel):
     speaker: str | None
     text: str
     words: list[Word] = Field(default_factory=list)
+    # what Whisper reported for the decoding window this text came from (faster-whisper;
+    # None where the backend does not say); a segment split at a speaker change keeps
+    # the values of the window it was cut from
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+    temperature: float | None = None
 
 
 class Turn(BaseModel):
@@ -35,6 +42,8 @@ class Speaker(BaseModel):
     id: str
     name: str | None = None
     talk_time: float = 0.0
+    # multichannel recordings: the channel (1-based) this speaker was recorded on
+    channel: int | None = None
 
 
 class AudioInfo(BaseModel):
@@ -53,7 +62,10 @@ class Result(BaseModel):
     language: str | None
     speakers: list[Speaker] = Field(default_factory=list)
     segments: list[Segment] = Field(default_factory=list)
+    # overlapping turns: several speakers at once where people talk over each other
     diarization: list[Turn] = Field(default_factory=list)
+    # the same speakers, one at a time: where turns overlap, the dominant speaker
+    exclusive_diarization: list[Turn] = Field(default_factory=list)
     models: dict[str, Any] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
 

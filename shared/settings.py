@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     # reuse a finished result of the same audio + options + key (a request's `dedupe`
     # form field overrides this default)
     dedupe: bool = True
+    # POST /v1/audio/transcriptions answers synchronously: it waits this long for the job
+    # (below the OpenAI SDK's default 600 s request timeout), then answers 504 and the
+    # job goes on; an identical retry waits for the same job
+    openai_wait_s: float = Field(540.0, gt=0)
+    # requests waiting at once per API process (0: DIARQ_API_THREADS - 1, so one thread
+    # of each process stays free for everything else); more are answered 429
+    openai_max_waiters: int = Field(0, ge=0)
 
     # --- pipeline ----------------------------------------------------------
     profile: Literal["offline", "hub"] = "offline"
@@ -89,6 +96,13 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0)  # 0: all cores the process may use
     # store each speaker's voice embedding with the job (biometric data, SECURITY.md)
     keep_voices: bool = True
+    # voice references: a diarized speaker takes a reference's name when the cosine
+    # similarity of their voice vectors is at least this (GE2E; calibrated on AMI,
+    # BENCHMARKS.md "Voice references")
+    voice_match_threshold: float = Field(0.76, ge=-1.0, le=1.0)
+    # multichannel: a channel's sound more than this many dB below the loudest channel
+    # at that moment is crosstalk (another person's voice bleeding into this microphone)
+    multichannel_bleed_db: float = Field(15.0, gt=0)
 
     # --- worker ------------------------------------------------------------
     worker_queues: str = "cpu"

@@ -75,6 +75,16 @@ def job_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/"
 
 
+def references_prefix(job_id: str) -> str:
+    """A job's voice references (user uploads): under the job's prefix, so they are
+    deleted with the job's other objects."""
+    return f"{job_prefix(job_id)}references/"
+
+
+def reference_key(job_id: str, index: int) -> str:
+    return f"{references_prefix(job_id)}{index}"
+
+
 def upload_key(upload_id: str) -> str:
     """Key of a direct upload (POST /v1/uploads); it becomes the job's audio as is."""
     return f"uploads/{upload_id[:2]}/{upload_id}"

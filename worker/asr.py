@@ -27,13 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from diarq.shared.asr_models import OFFLINE_ASR_MODELS
 from diarq.shared.errors import InvalidOptions, ModelError
 from diarq.shared.media import SAMPLE_RATE
 from diarq.shared.result import Segment, Word
 
 log = logging.getLogger(__name__)
-
-OFFLINE_ASR_MODELS = ("base", "tiny.en")
 Progress = Callable[[float], None]
 
 
@@ -159,6 +158,7 @@ class WhisperAsr:
         *,
         language: str | None = None,
         prompt: str | None = None,
+        hotwords: list[str] | None = None,
         word_timestamps: bool = True,
         progress: Progress | None = None,
         batched: bool | None = None,
@@ -169,12 +169,16 @@ class WhisperAsr:
         ``batched`` (default: the WhisperX route): WhisperX's batched pipeline, segment
         times only (words come from the aligner); otherwise faster-whisper with
         ``word_timestamps``, on the same loaded model (the hub profile's route for a
-        language without an alignment model)."""
+        language without an alignment model). ``hotwords``: names and terms to
+        recognise, given to faster-whisper's ``hotwords`` (placed in the decoder's prompt
+        of every window, after ``prompt``)."""
         language = self.check_language(language)
+        hints = hotwords_text(hotwords)
         if self.use_whisperx if batched is None else batched:
-            return self._transcribe_whisperx(audio, language, prompt, progress,
+            return self._transcribe_whisperx(audio, language, prompt, hints, progress,
                                              batch_size or self.batch_size)
-        return self._transcribe_faster_whisper(audio, language, prompt, word_timestamps, progress)
+        return self._transcribe_faster_whisper(audio, language, prompt, hints, word_timestamps,
+                                               progress)
 
     def detect_language(self, audio: np.ndarray) -> str:
         """The language of the first 30 s (what WhisperX itself would detect)."""
@@ -189,6 +193,7 @@ class WhisperAsr:
         audio: np.ndarray,
         language: str | None,
         prompt: str | None,
+        hotwords: str | None,
         word_timestamps: bool,
         progress: Progress | None,
     ) -> Transcript:
@@ -205,6 +210,7 @@ class WhisperAsr:
                 audio[lo:hi],  # a view: no copy of the samples
                 language=language,
                 initial_prompt=prompt or None,
+                hotwords=hotwords,
                 word_timestamps=word_timestamps,
                 vad_filter=True,  # Silero VAD (bundled ONNX): skips silence, curbs hallucinations
                 beam_size=5,
@@ -240,6 +246,7 @@ class WhisperAsr:
         audio: np.ndarray,
         language: str | None,
         prompt: str | None,
+        hotwords: str | None,
         progress: Progress | None,
         batch_size: int,
     ) -> Transcript:
@@ -247,8 +254,11 @@ class WhisperAsr:
 
         pipe = self.pipeline
         old_options = pipe.options
-        if prompt:
-            pipe.options = replace(old_options, initial_prompt=prompt)
+        if prompt or hotwords:
+            # WhisperX passes both on to faster-whisper's prompt of each batched window
+            pipe.options = replace(old_options,
+                                   initial_prompt=prompt or old_options.initial_prompt,
+                                   hotwords=hotwords)
         try:
             out = pipe.transcribe(
                 audio, batch_size=batch_size, language=language,
@@ -279,7 +289,25 @@ def _segment(s: Any, offset: float, word_timestamps: bool) -> Segment:
             if w.word.strip()
         ]
     return Segment(start=round(offset + s.start, 3), end=round(offset + s.end, 3),
-                   speaker=None, text=s.text.strip(), words=words)
+                   speaker=None, text=s.text.strip(), words=words,
+                   avg_logprob=_r(s.avg_logprob), compression_ratio=_r(s.compression_ratio),
+                   no_speech_prob=_r(s.no_speech_prob), temperature=_r(s.temperature))
+
+
+def hotwords_text(hotwords: list[str] | None) -> str | None:
+    """The hotwords as the one string faster-whisper takes ("Szymborska, Kubernetes")."""
+    words = [w.strip() for w in hotwords or [] if w.strip()]
+    return ", ".join(words) or None
+
+
+def speech_spans(audio: np.ndarray) -> list[tuple[int, int]]:
+    """[lo, hi) sample ranges of speech in 16 kHz mono ``audio`` (faster-whisper's bundled
+    Silero VAD; pauses of 0.3 s split, 0.1 s of padding): per channel of a multichannel
+    recording."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(min_silence_duration_ms=300, speech_pad_ms=100)
+    return [(int(c["start"]), int(c["end"])) for c in get_speech_timestamps(audio, options)]
 
 
 WINDOW_S = 600.0  # transcription window for long audio (bounds feature memory)

@@ -46,8 +46,11 @@ def decode_audio(
     max_seconds: float | None = None,
     probe: AudioProbe | None = None,
     name: str | None = None,
+    channels: int = 1,
 ) -> np.ndarray:
-    """Decode ``path`` to 16 kHz mono float32 samples (1-D numpy array).
+    """Decode ``path`` to 16 kHz float32 samples: mono (a 1-D array), or with
+    ``channels`` > 1 each channel kept apart (``(channels, samples)``; the file must have
+    that many channels, multichannel recordings).
 
     Raises AudioError (missing, empty, not audio, truncated, too long); ``name`` as in
     :func:`probe_audio`.
@@ -55,18 +58,20 @@ def decode_audio(
     path = Path(path)
     shown = name or path.name
     probe = probe or probe_audio(path, max_seconds=max_seconds, name=name)
-    limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
+    # limits and sizes below count interleaved samples (all channels)
+    limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE) * channels
 
     cmd = [
         ffmpeg_tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error",
         "-i", str(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1",
+        "-ac", str(channels), "-ar", str(SAMPLE_RATE), "-f", "f32le", "-acodec", "pcm_f32le",
+        "pipe:1",
     ]
     # Size the buffer from the announced duration (+2 %) so that normally no
     # reallocation happens; grow geometrically when the header lied.
-    expected = int((probe.duration or 60.0) * SAMPLE_RATE * 1.02) + SAMPLE_RATE
+    expected = (int((probe.duration or 60.0) * SAMPLE_RATE * 1.02) + SAMPLE_RATE) * channels
     if limit is not None:
-        expected = min(expected, limit + SAMPLE_RATE)
+        expected = min(expected, limit + SAMPLE_RATE * channels)
     buf = np.empty(max(expected, SAMPLE_RATE), dtype=np.float32)
     n_bytes = 0
     stderr_lines: list[bytes] = []
@@ -101,7 +106,7 @@ def decode_audio(
 
     n = n_bytes // _BYTES_PER_SAMPLE
     if limit is not None and n > limit:
-        raise too_long_error(shown, n / SAMPLE_RATE, max_seconds or 0)
+        raise too_long_error(shown, n / channels / SAMPLE_RATE, max_seconds or 0)
     errors = b"".join(stderr_lines).decode("utf-8", "replace").strip()
     if n == 0:
         if rc != 0:
@@ -110,7 +115,7 @@ def decode_audio(
             f"{shown} contains no audio samples; upload a recording that is not empty",
             code="audio_empty",
         )
-    decoded = n / SAMPLE_RATE
+    decoded = n / channels / SAMPLE_RATE
     announced = probe.duration
     if "wav" in probe.format_name:
         # ffmpeg derives a WAV's duration from the file size, so a cut WAV looks
@@ -130,8 +135,11 @@ def decode_audio(
             code="audio_truncated",
         )
     # Shrink in place to the decoded length (realloc; no second copy of the samples).
-    buf.resize(n, refcheck=False)
-    return buf
+    buf.resize(n - n % channels, refcheck=False)
+    if channels == 1:
+        return buf
+    # interleaved frames -> one contiguous row per channel
+    return np.ascontiguousarray(buf.reshape(-1, channels).T)
 
 
 def _wav_announced_seconds(path: Path) -> float | None:

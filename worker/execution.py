@@ -5,11 +5,13 @@ Kept apart from Celery so the task stays a one-liner; only ids travel in message
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from celery import Celery
@@ -24,7 +26,7 @@ from diarq.shared.options import check_job_model, parse_options
 from diarq.shared.orm import Job
 from diarq.shared.redact import redact
 from diarq.shared.settings import Settings
-from diarq.shared.storage import Storage
+from diarq.shared.storage import Storage, reference_key
 from diarq.shared.storage_backend import open_storage
 from diarq.shared.webhook_queue import notify_terminal
 from diarq.worker.scratch import local_audio
@@ -252,16 +254,23 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
                              code="audio_missing")
         options = parse_options(claim.options)
         check_job_model(options.asr_model, settings.profile)  # also checked at submit
+        storage = _storage(settings)
         # before any model work: a storage problem must not look like bad audio. From
-        # object storage the audio is copied to this machine's scratch (deleted after)
-        with local_audio(_storage(settings), claim.audio_path, settings, job_id=claim.job_id,
-                         sha256=claim.audio_sha256, size=claim.audio_bytes) as (path, fetch_s):
+        # object storage the audio (and any voice references) is copied to this machine's
+        # scratch, deleted after
+        with contextlib.ExitStack() as stack:
+            path, fetch_s = stack.enter_context(local_audio(
+                storage, claim.audio_path, settings, job_id=claim.job_id,
+                sha256=claim.audio_sha256, size=claim.audio_bytes))
             if fetch_s:
                 log.info("audio downloaded seconds=%.3f bytes=%s", fetch_s, claim.audio_bytes)
+            references = [_reference(stack, storage, settings, claim.job_id, i)
+                          for i in range(len(options.speaker_references or []))]
             result = run_pipeline(path, options, registry=registry,
                                   progress=monitor.progress,
                                   should_cancel=monitor.should_cancel, job_id=claim.job_id,
-                                  audio_name=claim.audio_filename or "the upload")
+                                  audio_name=claim.audio_filename or "the upload",
+                                  references=references)
     except JobCancelled:
         log.info("cancelled while running")
         return "canceled"
@@ -291,6 +300,21 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
     if stored:
         notify_terminal(celery, settings, claim.job_id)
     return "succeeded" if stored else "lost"
+
+
+def _reference(stack: contextlib.ExitStack, storage: Any, settings: Settings, job_id: str,
+               index: int) -> Path:
+    """A local copy of the job's voice reference ``index`` (deleted with ``stack``)."""
+    try:
+        path, _seconds = stack.enter_context(local_audio(
+            storage, reference_key(job_id, index), settings, job_id=f"{job_id}-ref{index}"))
+    except DiarqError as exc:
+        if exc.code != "audio_missing":
+            raise
+        raise DiarqError("a voice reference of this job is missing in storage; check that "
+                         "API and workers share the same storage, then submit the request "
+                         "again", code="reference_missing") from None
+    return path
 
 
 def _finish_failed(settings: Settings, job_id: str, token: str, code: str,

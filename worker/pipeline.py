@@ -3,6 +3,12 @@
 decode → diarize → transcribe → align → assign. No database, no Celery: the
 worker task and the ``diarq process`` command both call :func:`run_pipeline`.
 
+``multichannel``: every channel is decoded apart; "diarize" finds each channel's own
+speech (worker/multichannel.py) instead of running the diarization model, and each
+channel is transcribed and aligned on its own. Voice references (``references``) are
+decoded with the audio and matched to the speakers at the end of "assign"
+(worker/voices.py).
+
 Progress: ``progress(stage, fraction)`` with stages in that order, each from 0
 to 1, never going backwards. ``should_cancel()`` is polled between stages and
 (at most once a second) from inside long stages; when it returns True the run
@@ -17,19 +23,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diarq.shared.errors import ModelError
-from diarq.shared.options import JobOptions
-from diarq.shared.result import AudioInfo, Result, Turn
+import numpy as np
+
+from diarq.shared.errors import AudioError, DiarqError, ModelError
+from diarq.shared.options import JobOptions, SpeakerReference, check_multichannel
+from diarq.shared.result import AudioInfo, Result, Segment, Speaker, Turn
 from diarq.shared.settings import get_settings
 from diarq.shared.versions import package_version
 
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "diarize", "transcribe", "align", "assign")
+REFERENCE_MAX_S = 10.0  # voice references are 2-10 s (checked at submit from the header)
 ProgressFn = Callable[[str, float], None]
 CancelFn = Callable[[], bool]
 _CANCEL_POLL_S = 1.0
@@ -90,127 +100,169 @@ def run_pipeline(
     should_cancel: CancelFn | None = None,
     job_id: str | None = None,
     audio_name: str | None = None,
+    references: Sequence[Path] = (),
 ) -> Result:
     """Run the whole pipeline on ``audio_path``; raise DiarqError subclasses with codes.
 
     ``audio_name``: what messages call the audio (the uploaded file's name; default the
-    name of ``audio_path``, which on a server is a storage name the user never saw)."""
+    name of ``audio_path``, which on a server is a storage name the user never saw).
+    ``references``: the voice reference files of ``options.speaker_references``, in the
+    same order."""
     settings = registry.settings if registry is not None else get_settings()
     if settings.bench_trivial_pipeline_s is not None:
         return _bench_trivial(settings.bench_trivial_pipeline_s, job_id)
 
     from diarq.worker.registry import get_registry
 
+    wanted = list(options.speaker_references or [])
+    if len(references) != len(wanted):
+        raise DiarqError(f"the job names {len(wanted)} voice references but "
+                         f"{len(references)} were found in storage; submit it again",
+                         code="reference_missing")
     registry = registry or get_registry(settings)
     device = registry.gpu
     device.reset_peak()
     try:
         return _run_stages(audio_path, options, registry, settings, _Reporter(
-            progress, should_cancel), job_id, audio_name, device)
+            progress, should_cancel), job_id, audio_name, device, references, wanted)
     finally:
         device.release()  # GPU memory goes back between jobs (and after a failed one)
 
 
 def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, settings: Any,
                 report: _Reporter, job_id: str | None, audio_name: str | None,
-                device: Any) -> Result:
+                device: Any, references: Sequence[Path],
+                wanted: list[SpeakerReference]) -> Result:
     from diarq.shared.media import SAMPLE_RATE, probe_audio
-    from diarq.worker.assign import assign
+    from diarq.worker.assign import assign_all
     from diarq.worker.audio import decode_audio
     from diarq.worker.device import run_with_oom_retry
+    from diarq.worker.turns import SpeakerTurns
 
     timings: dict[str, float] = {}
     retries: list[str] = []  # CUDA out-of-memory retries, for the result
     t_total = time.perf_counter()
 
-    # decode
+    # decode: mono, or (channels, samples) for a multichannel recording
     report.start("decode")
     t0 = time.perf_counter()
+    shown = audio_name or Path(audio_path).name
     probe = probe_audio(audio_path, max_seconds=settings.max_audio_seconds, name=audio_name)
+    channels = check_multichannel(options, probe.channels, shown)
     audio = decode_audio(audio_path, probe=probe, max_seconds=settings.max_audio_seconds,
-                         name=audio_name)
-    duration = len(audio) / SAMPLE_RATE
+                         name=audio_name, channels=channels)
+    tracks = list(audio) if channels > 1 else [audio]
+    clips = [_decode_reference(path, i, ref.name) for i, (path, ref)
+             in enumerate(zip(references, wanted, strict=True))]
+    duration = audio.shape[-1] / SAMPLE_RATE
     timings["decode"] = time.perf_counter() - t0
     report.finish()
 
-    # diarize
+    # diarize (multichannel: who speaks is which channel hears them)
     report.start("diarize")
     t0 = time.perf_counter()
-    turns: list[Turn] = []
+    found = SpeakerTurns(turns=[])
     diarizer = None
-    if options.diarize:
+    if options.multichannel:
+        from diarq.worker.asr import speech_spans
+        from diarq.worker.multichannel import (
+            channel_turns,
+            drowned,
+            frame_levels,
+            own_speech,
+            spans_to_frames,
+        )
+
+        levels = frame_levels(audio)
+        speech = np.stack([spans_to_frames(speech_spans(t), levels.shape[1]) for t in tracks])
+        found = channel_turns(levels, own_speech(levels, speech, settings.multichannel_bleed_db))
+        # frames where each channel hears someone else: its words there are bleed
+        bleed = drowned(levels, settings.multichannel_bleed_db)
+    elif options.diarize:
         diarizer = registry.diarizer()
         registry.before_torch_stage()
         # the pipeline's own batch unless DIARQ_BATCH_SIZE is set (halved on CUDA OOM)
-        turns = list(run_with_oom_retry(
+        found = run_with_oom_retry(
             device, "diarize", settings.batch_size or diarizer.batch_size,
-            lambda batch, audio=audio: diarizer.diarize(
+            lambda batch, audio=audio: diarizer.run(
                 audio, num_speakers=options.num_speakers, min_speakers=options.min_speakers,
                 max_speakers=options.max_speakers, progress=report, batch_size=batch),
-            retries))
+            retries)
     timings["diarize"] = time.perf_counter() - t0
     report.finish()
 
-    # transcribe. Offline: faster-whisper word times. Hub (WhisperX): batched segments,
-    # words from a wav2vec2 aligner of the language; a language without one gets the
-    # ASR model's own word times instead (decided before transcribing: one pass).
+    # transcribe each track. Offline: faster-whisper word times. Hub (WhisperX): batched
+    # segments, words from a wav2vec2 aligner of the language; a language without one
+    # gets the ASR model's own word times instead (decided before transcribing: one pass)
     report.start("transcribe")
     t0 = time.perf_counter()
     asr = registry.asr(options.asr_model)
-    wants_words = options.align
-    language = options.language
-    aligner = None
-    alignment: dict[str, Any] = {}
-    if not wants_words:
-        alignment = {"method": "none", "note": "align=false: segment-level times only"}
-    elif not asr.use_whisperx:
-        alignment = {"method": "faster-whisper word timestamps"}
-    else:
-        language = asr.check_language(language) or asr.detect_language(audio)
-        try:
-            aligner = registry.aligner(language)
-        except ModelError as exc:
-            log.warning("no alignment model code=%s language=%s", exc.code, language)
-            alignment = {"method": "faster-whisper word timestamps",
-                         "note": f"{exc.message}; word times come from the ASR model",
-                         "code": exc.code}
-    batched = asr.use_whisperx and (aligner is not None or not wants_words)
-    transcript = run_with_oom_retry(
-        device, "transcribe", registry.batch_size,
-        lambda batch, audio=audio: asr.transcribe(audio, language=language,
-                                                  prompt=options.prompt,
-                                                  word_timestamps=wants_words and not batched,
-                                                  progress=report, batched=batched,
-                                                  batch_size=batch),
-        retries)
+    plans = [_word_plan(registry, asr, track, options) for track in tracks]
+    transcripts = []
+    for i, (track, plan) in enumerate(zip(tracks, plans, strict=True)):
+        share = _share(report, i, len(tracks))
+        transcripts.append(run_with_oom_retry(
+            device, "transcribe", registry.batch_size,
+            lambda batch, track=track, plan=plan, share=share: asr.transcribe(
+                track, language=plan.language, prompt=options.prompt,
+                hotwords=options.hotwords,
+                word_timestamps=options.align and not plan.batched, progress=share,
+                batched=plan.batched, batch_size=batch),
+            retries))
     timings["transcribe"] = time.perf_counter() - t0
     report.finish()
 
     # align (hub profile: wav2vec2 per language)
     report.start("align")
     t0 = time.perf_counter()
-    segments = transcript.segments
-    if aligner is not None:
-        if not segments:
-            alignment = {"method": "wav2vec2", "note": "nothing to align"}
-        else:
-            registry.before_torch_stage()
-            segments = run_with_oom_retry(
-                device, "align", 1,
-                lambda _, audio=audio: aligner.align(segments, audio, progress=report), retries)
-            alignment = {"method": "wav2vec2", **aligner.describe()}
+    per_track: list[list[Segment]] = []
+    alignment: dict[str, Any] = {}
+    for i, (track, transcript, plan) in enumerate(zip(tracks, transcripts, plans, strict=True)):
+        segments, alignment = transcript.segments, dict(plan.alignment)
+        if plan.aligner is not None:
+            if not segments:
+                alignment = {"method": "wav2vec2", "note": "nothing to align"}
+            else:
+                registry.before_torch_stage()
+                share = _share(report, i, len(tracks))
+                segments = run_with_oom_retry(
+                    device, "align", 1,
+                    lambda _, track=track, segments=segments, plan=plan, share=share:
+                    plan.aligner.align(segments, track, progress=share), retries)
+                alignment = {"method": "wav2vec2", **plan.aligner.describe()}
+        per_track.append(segments)
     timings["align"] = time.perf_counter() - t0
     report.finish()
 
-    # the samples are no longer needed: free them before building the result
-    del audio
-
-    # assign
+    # assign: words to speakers, then names (participants, or matching voice references)
     report.start("assign")
     t0 = time.perf_counter()
-    segments, turns, speakers = assign(
-        segments, turns, participants=options.participants, language=transcript.language
-    )
+    language = _main_language(transcripts)
+    participants = None if wanted else options.participants
+    if options.multichannel:
+        from diarq.worker.multichannel import (
+            channel_speakers,
+            keep_own_words,
+            merge_channels,
+            speaker_id,
+        )
+
+        segments = merge_channels([
+            keep_own_words(segs, found.turns, speaker_id(c), bleed[c], language)
+            for c, segs in enumerate(per_track)])
+        turns, exclusive = found.turns, found.exclusive
+        speakers = channel_speakers(channels, turns, participants)
+    else:
+        out = assign_all(per_track[0], found.turns, exclusive=found.exclusive,
+                         participants=participants, language=language)
+        segments, turns, exclusive, speakers = out.segments, out.turns, out.exclusive, \
+            out.speakers
+    voice_info = None
+    if clips and speakers:
+        registry.before_torch_stage()
+        speakers, voice_info = _name_by_voice(registry, speakers, tracks, turns, clips, wanted)
+    # the samples are no longer needed: free them before building the result
+    del audio, tracks, clips
     timings["assign"] = time.perf_counter() - t0
     report.finish()
     timings["total"] = time.perf_counter() - t_total
@@ -225,18 +277,110 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
         "asr": asr.describe(),
         "alignment": alignment,
     }
-    if transcript.info:
-        models["asr"].update(transcript.info)
+    if options.multichannel:
+        models["diarization"] = {"method": "multichannel", "channels": channels,
+                                 "bleed_db": settings.multichannel_bleed_db}
+    if voice_info is not None:
+        models["voice_references"] = voice_info
+    if transcripts[0].info:
+        models["asr"].update(transcripts[0].info)
     return Result(
         job_id=job_id,
         audio=AudioInfo(duration=round(duration, 3), sample_rate=SAMPLE_RATE),
-        language=transcript.language,
+        language=language,
         speakers=speakers,
         segments=segments,
         diarization=turns,
+        exclusive_diarization=exclusive,
         models=models,
         timings=timings,
     )
+
+
+@dataclass
+class _WordPlan:
+    """How one track gets its word times, decided before it is transcribed."""
+
+    language: str | None
+    aligner: Any = None  # a wav2vec2 aligner (hub profile), or None
+    batched: bool = False  # WhisperX's batched transcription (segment times only)
+    alignment: dict[str, Any] = field(default_factory=dict)  # the result's models entry
+
+
+def _word_plan(registry: Any, asr: Any, track: np.ndarray, options: JobOptions) -> _WordPlan:
+    if not options.align:
+        return _WordPlan(options.language, batched=asr.use_whisperx, alignment={
+            "method": "none", "note": "align=false: segment-level times only"})
+    if not asr.use_whisperx:
+        return _WordPlan(options.language,
+                         alignment={"method": "faster-whisper word timestamps"})
+    language = asr.check_language(options.language) or asr.detect_language(track)
+    try:
+        aligner = registry.aligner(language)
+    except ModelError as exc:
+        log.warning("no alignment model code=%s language=%s", exc.code, language)
+        return _WordPlan(language, alignment={
+            "method": "faster-whisper word timestamps",
+            "note": f"{exc.message}; word times come from the ASR model", "code": exc.code})
+    return _WordPlan(language, aligner=aligner, batched=True)
+
+
+def _share(report: _Reporter, index: int, count: int) -> Callable[[float], None]:
+    """Progress of one of ``count`` equal parts of a stage (one channel's transcription)."""
+    return lambda fraction: report((index + min(max(fraction, 0.0), 1.0)) / count)
+
+
+def _main_language(transcripts: Sequence[Any]) -> str | None:
+    """The language of the track with the most transcribed text (the only one, mono)."""
+    spoken = [t for t in transcripts if t.language]
+    if not spoken:
+        return None
+    return max(spoken, key=lambda t: sum(len(s.text) for s in t.segments)).language
+
+
+def _decode_reference(path: Path, index: int, name: str) -> np.ndarray:
+    """A voice reference's samples; AudioError (``reference_not_audio``) when unusable."""
+    from diarq.worker.audio import decode_audio
+
+    try:
+        return decode_audio(path, max_seconds=REFERENCE_MAX_S + 1)
+    except AudioError as exc:
+        raise AudioError(f"voice reference {index + 1} ({name}) is not usable audio: "
+                         f"{exc.message}", code="reference_not_audio") from None
+
+
+def _name_by_voice(registry: Any, speakers: list[Speaker], tracks: Sequence[np.ndarray],
+                   turns: Sequence[Turn], clips: Sequence[np.ndarray],
+                   wanted: Sequence[SpeakerReference]) -> tuple[list[Speaker], dict[str, Any]]:
+    """Speakers whose voice matches a reference take its name (worker/voices.py)."""
+    from diarq.worker.voices import match_references, pool_by_name, similarities
+
+    encoder = registry.voice_encoder()
+    threshold = registry.settings.voice_match_threshold
+    vectors: dict[str, np.ndarray] = {}
+    for speaker in speakers:
+        # multichannel: a speaker's voice is on their own channel only
+        track = tracks[speaker.channel - 1] if speaker.channel else tracks[0]
+        mine = [t for t in turns if t.speaker == speaker.id] if speaker.channel else turns
+        found = encoder.speaker_vectors(track, mine)
+        if speaker.id in found:
+            vectors[speaker.id] = found[speaker.id]
+    refs = [(ref.name, vec) for ref, clip in zip(wanted, clips, strict=True)
+            if (vec := encoder.embed(clip)) is not None]
+    pooled = pool_by_name(refs)
+    matches = match_references(vectors, pooled, threshold)
+    named = [s.model_copy(update={"name": matches[s.id].name}) if s.id in matches else s
+             for s in speakers]
+    info = {
+        "encoder": encoder.description,
+        "threshold": threshold,
+        "matches": [{"speaker": m.speaker, "name": m.name, "score": m.score}
+                    for m in matches.values()],
+        "unmatched": [name for name in pooled if name not in {m.name for m in matches.values()}],
+        # every speaker against every name: why a voice was or was not recognised
+        "scores": similarities(vectors, pooled),
+    }
+    return named, info
 
 
 def _bench_trivial(seconds: float, job_id: str | None) -> Result:

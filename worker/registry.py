@@ -51,6 +51,7 @@ class ModelRegistry:
         self._diarizer: Any = None
         self._asr: dict[str, Any] = {}
         self._aligners: dict[str, Any] = {}
+        self._voice_encoder: Any = None
         self._nltk_set = False
 
     def before_torch_stage(self) -> None:
@@ -113,6 +114,21 @@ class ModelRegistry:
             if isinstance(found, ModelError):
                 raise ModelError(found.message, code=found.code)
             return found
+
+    # --- voices -------------------------------------------------------------
+    def voice_encoder(self) -> Any:
+        """The encoder of voice references (worker/voices.py), loaded on first use: only
+        jobs with references need it. Its weights are the offline GE2E file, which
+        `diarq models prepare` assembles in either profile."""
+        from diarq.worker.offline_models import offline_model_paths, require_offline_models
+        from diarq.worker.voices import VoiceEncoder
+
+        with self._lock:
+            if self._voice_encoder is None:
+                require_offline_models(self.settings.model_dir, ["diarization"])
+                weights = offline_model_paths(self.settings.model_dir).embedding
+                self._voice_encoder = VoiceEncoder(weights, self.device)
+            return self._voice_encoder
 
     # --- lifecycle ----------------------------------------------------------
     def warm_up(self) -> None:

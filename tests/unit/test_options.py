@@ -108,3 +108,32 @@ def test_cli_submit_refuses_broken_participants_json_before_uploading():
                                 standalone_mode=False)
     assert isinstance(result.exception, InvalidOptions), result.exception
     assert "participants: not valid JSON" in result.exception.message
+def test_options_added_later_leave_old_hashes_and_rows_alone():
+    import hashlib
+    import json
+
+    from diarq.shared.dedupe import options_sha256
+
+    opts = parse_options({"min_speakers": 2, "participants": "Anna"})
+    # what the hash and the stored row were before hotwords/multichannel/references
+    before = {"num_speakers": None, "min_speakers": 2, "max_speakers": None, "language": None,
+              "diarize": True, "align": True, "asr_model": None, "participants": ["Anna"],
+              "prompt": None}
+    legacy = hashlib.sha256(json.dumps(before, sort_keys=True, separators=(",", ":"),
+                                       ensure_ascii=False).encode()).hexdigest()
+    assert options_sha256(opts) == legacy
+    assert opts.stored() == {"min_speakers": 2, "diarize": True, "align": True,
+                             "participants": ["Anna"]}
+    # set, they count
+    hinted = parse_options({"min_speakers": 2, "participants": "Anna", "hotwords": "Kraków"})
+    assert options_sha256(hinted) != legacy and hinted.stored()["hotwords"] == ["Kraków"]
+    assert parse_options({"multichannel": "true"}).stored()["multichannel"] is True
+
+
+def test_hotwords_are_split_and_bounded():
+    assert parse_options({"hotwords": " Szymborska, Kubernetes ,,"}).hotwords == [
+        "Szymborska", "Kubernetes"]
+    with pytest.raises(InvalidOptions, match="hotword"):
+        parse_options({"hotwords": ["x" * 101]})
+    with pytest.raises(InvalidOptions, match="hotwords"):
+        parse_options({"hotwords": [f"w{i}" for i in range(101)]})

@@ -12,12 +12,11 @@ from diarq.shared.errors import AudioError
 from diarq.shared.media import SAMPLE_RATE
 from diarq.shared.result import Turn
 from diarq.worker.runtime import set_torch_threads
+from diarq.worker.turns import SpeakerTurns, exclusive_from_overlapping
 
 # share of the diarize stage's progress per pyannote step (segmentation is the
 # sliding-window model, embeddings the GE2E/WeSpeaker passes; clustering is quick)
 _STEP_SPAN = {"segmentation": (0.0, 0.35), "embeddings": (0.35, 0.95)}
-
-
 
 
 class _Progress:
@@ -61,7 +60,13 @@ class Diarizer:
         """The pipeline's own batch size (its config.yaml's, 32 for 3.1/community-1)."""
         return int(getattr(self.pipeline, "segmentation_batch_size", 0) or 1)
 
-    def diarize(
+    def diarize(self, waveform: np.ndarray, **options: Any) -> list[Turn]:
+        """Speaker turns (overlapping where people talk at once), SPEAKER_00.. in order of
+        first appearance. ``waveform``: float32 mono 16 kHz; ``options`` as for
+        :meth:`run`."""
+        return self.run(waveform, **options).turns
+
+    def run(
         self,
         waveform: np.ndarray,
         *,
@@ -70,10 +75,10 @@ class Diarizer:
         max_speakers: int | None = None,
         progress: Callable[[float], None] | None = None,
         batch_size: int | None = None,
-    ) -> list[Turn]:
-        """Speaker turns (overlapping where people talk at once), SPEAKER_00.. in order of
-        first appearance. ``waveform``: float32 mono 16 kHz. ``batch_size``: chunks per
-        segmentation / embedding batch (the pipeline's own when None)."""
+    ) -> SpeakerTurns:
+        """Overlapping and exclusive turns of one recording (see :class:`SpeakerTurns`).
+        ``batch_size``: chunks per segmentation / embedding batch (the pipeline's own when
+        None)."""
         import torch
 
         audio = np.asarray(waveform, dtype=np.float32).reshape(-1)
@@ -93,12 +98,22 @@ class Diarizer:
             hook=hook,
         )
         annotation = getattr(output, "speaker_diarization", output)
-        turns = _to_turns(annotation)
+        names: dict[str, str] = {}
+        turns = _to_turns(annotation, names)
+        # pyannote >= 4 returns the exclusive diarization with the overlapping one (same
+        # labels); a pipeline that does not gets one derived from the overlapping turns
+        exclusive_annotation = getattr(output, "exclusive_speaker_diarization", None)
+        if exclusive_annotation is not None:
+            exclusive = _to_turns(exclusive_annotation, names)
+        else:
+            exclusive = exclusive_from_overlapping(turns)
         hook.report(1.0)
-        return turns
+        return SpeakerTurns(turns=turns, exclusive=exclusive)
 
 
-def _to_turns(annotation: Any) -> list[Turn]:
+def _to_turns(annotation: Any, names: dict[str, str]) -> list[Turn]:
+    """Turns sorted by time; pyannote labels become SPEAKER_xx through ``names`` (filled
+    in order of first appearance, shared by the overlapping and exclusive annotations)."""
     tracks = sorted(
         (
             (seg.start, seg.end, str(label))
@@ -106,7 +121,6 @@ def _to_turns(annotation: Any) -> list[Turn]:
         ),
         key=lambda t: (t[0], t[1]),
     )
-    names: dict[str, str] = {}
     turns = []
     for start, end, label in tracks:
         if end - start <= 0:
