@@ -31,7 +31,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from diarq.api.errors import ApiError
 from diarq.api.openai_formats import RESPONSE_FORMATS, render_openai
 from diarq.api.openai_models import resolve_model
-from diarq.api.submit import Intake, create_job, probe_file, scoped_idempotency_key
+from diarq.api.submit import Intake, create_job, scoped_idempotency_key
 from diarq.api.upload import uploaded
 from diarq.api.waiting import WAIT_RETRY_AFTER_S, wait_for_job, waiter_slot
 from diarq.shared.celery_app import PRIORITIES
@@ -39,6 +39,7 @@ from diarq.shared.db import session_scope
 from diarq.shared.dedupe import result_data
 from diarq.shared.error_codes import CATALOGUE
 from diarq.shared.errors import AudioError, DiarqError, InvalidOptions
+from diarq.shared.media import probe_upload
 from diarq.shared.options import MAX_REFERENCES, JobOptions, SpeakerReference, parse_options
 from diarq.shared.orm import SUCCEEDED, Job
 from diarq.shared.redact import redact
@@ -254,7 +255,7 @@ def check_reference(path: Path, index: int, name: str) -> None:
     settings = current_app.extensions["diarq"].settings
     shown = f"known_speaker_references[{index}] ({name})"
     try:
-        probe = probe_file(path, settings, shown)
+        probe = probe_upload(path, max_seconds=settings.max_audio_seconds, filename=shown)
     except AudioError as exc:
         raise OpenAIError(f"{shown} is not a recording: {exc.message}",
                           code="reference_not_audio", param="known_speaker_references") from None

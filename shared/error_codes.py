@@ -138,7 +138,7 @@ CODES: tuple[ErrorCode, ...] = (
        "than 10 s", "cut a 2-10 s clip of one person speaking"),
     _c("reference_too_large", 413, REQUEST, "a voice reference field is larger than 4 MB",
        "send a 2-10 s clip (a few hundred kB)"),
-    _c("reference_missing", None, JOB, "a job's voice reference is gone from storage",
+    _c("reference_missing", 500, JOB, "a job's voice reference is gone from storage",
        "submit again; operators: give API and workers the same DIARQ_STORAGE_DIR"),
     _c("transcription_timeout", 504, REQUEST, "the synchronous transcription did not finish "
        "within DIARQ_OPENAI_WAIT_S; the job goes on", "send the same request again (it "
@@ -162,9 +162,9 @@ CODES: tuple[ErrorCode, ...] = (
     _c("audio_missing", 500, (JOB, CLI), "the job's audio is gone from storage (deleted, "
        "or API and worker do not share storage)",
        "submit again; operators: give API and workers the same DIARQ_STORAGE_DIR"),
-    _c("audio_corrupt", None, JOB, "the recording in storage differs from the one uploaded "
+    _c("audio_corrupt", 500, JOB, "the recording in storage differs from the one uploaded "
        "(SHA-256)", "submit again; operators: check the object store's integrity"),
-    _c("scratch_full", None, JOB, "the worker's scratch disk has no room for the recording",
+    _c("scratch_full", 507, JOB, "the worker's scratch disk has no room for the recording",
        "submit again later; operators: free space or set DIARQ_SCRATCH_DIR"),
     # --- archives (batches) ------------------------------------------------------------
     _c("archive_invalid", 422, REQUEST, "the archive cannot be used", "see the message"),
@@ -225,7 +225,7 @@ CODES: tuple[ErrorCode, ...] = (
        "model (403)", "accept the conditions on the model page the message names"),
     _c("hub_unreachable", None, (WORKER, CLI), "the Hugging Face hub cannot be reached",
        "check the network, or use a local model directory or DIARQ_PROFILE=offline"),
-    _c("gpu_out_of_memory", None, JOB, "the GPU ran out of memory, also after a retry with "
+    _c("gpu_out_of_memory", 503, JOB, "the GPU ran out of memory, also after a retry with "
        "half the batch size", "set DIARQ_BATCH_SIZE lower, use a smaller DIARQ_ASR_MODEL or "
        "DIARQ_COMPUTE_TYPE=int8_float16, or run the job on a GPU with more memory"),
     _c("gpu_unavailable", None, (WORKER, CLI), "DIARQ_DEVICE=cuda but no GPU is visible to "

@@ -109,14 +109,23 @@ def _mounts(service: dict) -> dict[str, str]:
     return out
 
 
-def test_api_and_workers_share_the_storage_volume() -> None:
+def test_api_and_workers_share_the_storage() -> None:
+    """The same store: one S3 bucket and endpoint (the compose file's MinIO), or one
+    named volume mounted where DIARQ_STORAGE_DIR points."""
+    env = {name: _env(SERVICES[name]) for name in ("api", "worker")}
+    if "DIARQ_STORAGE_URL" in env["api"]:
+        for key in ("DIARQ_STORAGE_URL", "DIARQ_S3_ENDPOINT_URL"):
+            assert env["api"].get(key) == env["worker"].get(key), key
+        assert env["api"]["DIARQ_STORAGE_URL"].startswith("s3://")
+        host = env["api"]["DIARQ_S3_ENDPOINT_URL"].split("//")[1].split(":")[0]
+        assert host in SERVICES, f"the S3 endpoint {host} is not a compose service"
+        return
     mounts = {name: _mounts(SERVICES[name]) for name in ("api", "worker")}
     for name in ("api", "worker"):
-        storage = Path(_env(SERVICES[name])["DIARQ_STORAGE_DIR"])
+        storage = Path(env[name]["DIARQ_STORAGE_DIR"])
         target = next((t for t in mounts[name] if storage.is_relative_to(t)), None)
         assert target is not None, f"{name}: {storage} is on no volume"
         source = mounts[name][target]
         assert source in COMPOSE["volumes"], f"{name}: {source} is not a named volume"
-    api_storage = _env(SERVICES["api"])["DIARQ_STORAGE_DIR"]
-    assert api_storage == _env(SERVICES["worker"])["DIARQ_STORAGE_DIR"]
+    assert env["api"]["DIARQ_STORAGE_DIR"] == env["worker"]["DIARQ_STORAGE_DIR"]
     assert mounts["api"] == mounts["worker"]

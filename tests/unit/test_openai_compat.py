@@ -19,6 +19,7 @@ from diarq.api.openai_formats import diarized_json, letters, render_openai, verb
 from diarq.api.openai_models import resolve_model
 from diarq.shared.result import AudioInfo, Result, Segment, Speaker, Word
 from diarq.shared.settings import load_settings
+from diarq.shared.storage import audio_key, reference_key
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PATH = "/v1/audio/transcriptions"
@@ -251,7 +252,7 @@ def test_past_the_bound_504_and_the_same_request_waits_for_the_same_job(app, cli
     assert jobs == 1  # the retry joined the queued job instead of adding one
     storage = Path(app.extensions["diarq"].settings.storage_dir)
     assert sorted(p.relative_to(storage).as_posix() for p in files if "broker" not in str(p)) \
-        == [f"audio/{job_id[:2]}/{job_id}", f"references/{job_id[:2]}/{job_id}/0"]
+        == [audio_key(job_id), reference_key(job_id, 0)]  # the references go with the job
     status = app.test_client().get(f"/v1/jobs/{job_id}").get_json()
     assert status["status"] == "queued"
     opts = status["options"]
