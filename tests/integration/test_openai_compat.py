@@ -218,9 +218,11 @@ def test_hotwords_and_multichannel_on_diarq_routes(client, speech_wav):  # noqa:
     job = check_spec(resp, "/v1/jobs", "POST")
     assert job["options"]["hotwords"] == ["Szymborska", "Kubernetes"]
     with speech_wav.open("rb") as fh:
+        # respond-async: the job itself, not the result /api/diarize waits for
         resp = client.post("/api/diarize", data={"audioFile": (fh, "a.wav"),
                                                  "hotwords": "Anna,Boris"},
-                           content_type="multipart/form-data")
+                           content_type="multipart/form-data",
+                           headers={"Prefer": "respond-async"})
     assert check_spec(resp, "/api/diarize", "POST")["options"]["hotwords"] == ["Anna", "Boris"]
     with speech_wav.open("rb") as fh:
         resp = client.post("/v1/batches", data={"files": [(fh, "a.wav")], "hotwords": "Anna"},
