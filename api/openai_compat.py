@@ -5,7 +5,7 @@ server, and the tools built on them) work unchanged: multipart ``file`` + ``mode
 OpenAI's fields, ``Authorization: Bearer <diarq key>``, OpenAI's response formats
 (api/openai_formats.py) and error shape ``{"error": {"message", "type", "param",
 "code"}}``. The job goes through the same queue as every other; the request waits for
-it (api/waiting.py, at most DIARQ_OPENAI_WAIT_S) and answers with the transcript.
+it (api/result_wait.py, at most DIARQ_OPENAI_WAIT_S) and answers with the transcript.
 docs/openai.md documents the fields, the model mapping and what differs from OpenAI.
 
 Voice references (``known_speaker_references[]``, data URLs of 2-10 s clips) are
@@ -31,9 +31,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from diarq.api.errors import ApiError
 from diarq.api.openai_formats import RESPONSE_FORMATS, render_openai
 from diarq.api.openai_models import resolve_model
+from diarq.api.result_wait import wait_for_job, waiter_slot
 from diarq.api.submit import Intake, create_job, scoped_idempotency_key
 from diarq.api.upload import uploaded
-from diarq.api.waiting import WAIT_RETRY_AFTER_S, wait_for_job, waiter_slot
 from diarq.shared.celery_app import PRIORITIES
 from diarq.shared.db import session_scope
 from diarq.shared.dedupe import result_data
@@ -44,8 +44,11 @@ from diarq.shared.options import MAX_REFERENCES, JobOptions, SpeakerReference, p
 from diarq.shared.orm import SUCCEEDED, Job
 from diarq.shared.redact import redact
 from diarq.shared.result import Result
+from diarq.shared.settings import Settings
 from diarq.shared.storage import Storage
 
+# seconds a client told too_many_waiters should wait before trying again
+RETRY_AFTER_S = 5
 bp = Blueprint("openai_compat", __name__)
 PATH = "/v1/audio/transcriptions"
 
@@ -327,7 +330,12 @@ def create_transcription():  # noqa: ANN201
                         priority=PRIORITIES["normal"],
                         idempotency_key=scoped_idempotency_key(
                             request.headers.get("Idempotency-Key", "")))
-        with waiter_slot(settings):
+        with waiter_slot(current_app, pool="openai", limit=max_waiters(settings)) as free:
+            if not free:
+                raise ApiError(f"{max_waiters(settings)} requests are already waiting for "
+                               "transcriptions in this server process; retry in a few seconds "
+                               "(operators: DIARQ_OPENAI_MAX_WAITERS, DIARQ_API_THREADS, "
+                               "DIARQ_API_WORKERS)", code="too_many_waiters", http_status=429)
             # a retry of this same request (the SDK retries a 504) waits for the same job
             job, _ = create_job("file", intake, references=temporary, join_active=True)
             done = wait_for_job(settings, job.id, settings.openai_wait_s)
@@ -405,8 +413,13 @@ def openai_error(status: int, code: str, message: str, param: str | None = None,
         # the SDKs obey this header over their own retry rules
         resp.headers["x-should-retry"] = "true" if retry else "false"
     if code == "too_many_waiters":
-        resp.headers["Retry-After"] = str(WAIT_RETRY_AFTER_S)
+        resp.headers["Retry-After"] = str(RETRY_AFTER_S)
     return resp
+
+
+def max_waiters(settings: Settings) -> int:
+    """Requests of this route waiting at once in one API process."""
+    return settings.openai_max_waiters or max(1, settings.api_threads - 1)
 
 
 @bp.errorhandler(DiarqError)

@@ -1,6 +1,7 @@
 """Requests that wait for a job to end: the default of POST /api/diarize (the original
-client expects the result in the answer), opt-in elsewhere with ``Prefer: wait=N``
-(RFC 7240; the answer says ``Preference-Applied: wait=N``).
+client expects the result in the answer) and of POST /v1/audio/transcriptions (OpenAI's
+clients expect the transcript), opt-in elsewhere with ``Prefer: wait=N`` (RFC 7240; the
+answer says ``Preference-Applied: wait=N``).
 
 A waiting request holds no database connection: it polls the job's status in a short
 session of its own each time (one indexed primary-key read), backing off from
@@ -8,7 +9,9 @@ POLL_FIRST_S to POLL_MAX_S, and its connection goes back to the pool in between.
 does hold one gunicorn thread, so each API process lets at most DIARQ_MAX_WAITERS
 requests wait at once (fewer than its DIARQ_API_THREADS, so that probes and other
 requests always find a thread); a request beyond that, or past DIARQ_WAIT_MAX_S, is
-answered with the job as it is (202 and Location) and the client polls.
+answered with the job as it is (202 and Location) and the client polls. The OpenAI route
+has its own pool of slots (DIARQ_OPENAI_MAX_WAITERS) and bound (DIARQ_OPENAI_WAIT_S):
+past them it answers in OpenAI's error shape (429 / 504), as that client expects.
 """
 
 from __future__ import annotations
@@ -62,19 +65,19 @@ def preferred_wait(header: str | None) -> float | None:
 
 
 @contextmanager
-def waiter_slot(app: Any) -> Iterator[bool]:
-    """True when this request may wait (a free slot of this app in this process, which
-    has DIARQ_MAX_WAITERS of them), else False."""
+def waiter_slot(app: Any, *, pool: str = "wait", limit: int | None = None) -> Iterator[bool]:
+    """True when this request may wait (a free slot of ``pool`` in this process: ``limit``
+    of them, default DIARQ_MAX_WAITERS), else False."""
     diarq = app.extensions["diarq"]
-    if diarq.settings.max_waiters == 0:
+    limit = diarq.settings.max_waiters if limit is None else limit
+    if limit <= 0:
         yield False
         return
     with _lock:
         found = diarq.waiter_slots
         if found is None or found[0] != os.getpid():  # one set per gunicorn process
-            found = diarq.waiter_slots = (os.getpid(),
-                                          threading.BoundedSemaphore(diarq.settings.max_waiters))
-        slots = found[1]
+            found = diarq.waiter_slots = (os.getpid(), {})
+        slots = found[1].setdefault(pool, threading.BoundedSemaphore(limit))
     got = slots.acquire(blocking=False)
     try:
         yield got
@@ -98,6 +101,15 @@ def wait_until_done(settings: Settings, job_id: str, seconds: float) -> bool:
             return False
         time.sleep(min(delay, left))
         delay = min(delay * POLL_GROWTH, POLL_MAX_S)
+
+
+def wait_for_job(settings: Settings, job_id: str, seconds: float) -> Job | None:
+    """The job's row once it has ended (or is gone: a deleted row ends it too), read in a
+    session already closed; None when ``seconds`` pass first."""
+    if not wait_until_done(settings, job_id, seconds):
+        return None
+    with session_scope(settings) as session:
+        return session.get(Job, job_id)
 
 
 def applied(seconds: float) -> str:

@@ -35,8 +35,7 @@ from diarq.cli.client import (
     flag_or_none,
     form_data,
     get_result,
-    hotwords_option,
-    multichannel_option,
+    pipeline_options,
     server_option,
 )
 from diarq.shared.hashing import sha256_file
@@ -208,15 +207,7 @@ def wait_and_write(server: str, state: BatchState, out_dir: Path, formats: list[
               help="At most this many files per upload request.")
 @click.option("--chunk-mb", type=click.IntRange(1), default=200, show_default=True,
               help="At most this many MB per upload request (a larger file goes alone).")
-@click.option("--num-speakers", type=int)
-@click.option("--min-speakers", type=int)
-@click.option("--max-speakers", type=int)
-@click.option("--language", help="Language code; detected when absent.")
-@hotwords_option
-@multichannel_option
-@click.option("--asr-model")
-@click.option("--no-diarize", is_flag=True)
-@click.option("--no-align", is_flag=True)
+@pipeline_options
 @click.option("--no-dedupe", is_flag=True, help="Run again even where a result exists.")
 @click.option("--poll", "poll_s", type=float, default=1.0, show_default=True,
               help="Seconds between status polls.")

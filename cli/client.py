@@ -212,12 +212,27 @@ direct_option = click.option(
     default=64, show_default=True,
     help="Files larger than this go straight to the server's object store (a direct "
          "upload, with a progress bar) when it has one.")
-# job options every command that runs the pipeline takes
-hotwords_option = click.option(
-    "--hotwords", help='Names and terms to recognise, comma-separated: "Szymborska,Kubernetes".')
-multichannel_option = click.option(
-    "--multichannel", is_flag=True,
-    help="One speaker per channel (phone calls, one track per participant).")
+
+
+def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The job options every command that runs the pipeline takes (process, submit,
+    batch): speaker counts, language, hotwords, multichannel, model, stages."""
+    for option in reversed((
+        click.option("--num-speakers", type=int, help="Exact number of speakers, when known."),
+        click.option("--min-speakers", type=int, help="At least this many speakers."),
+        click.option("--max-speakers", type=int, help="At most this many speakers."),
+        click.option("--language", help="Language code (en, de, ru...); detected when absent."),
+        click.option("--hotwords", help="Names and terms to recognise, comma-separated: "
+                                        '"Szymborska,Kubernetes".'),
+        click.option("--multichannel", is_flag=True,
+                     help="One speaker per channel (phone calls, one track per participant)."),
+        click.option("--asr-model", help="Whisper model (offline: base, tiny.en; `diarq "
+                     "process` also takes a local model directory)."),
+        click.option("--no-diarize", is_flag=True, help="Transcribe only; no speakers."),
+        click.option("--no-align", is_flag=True, help="Segment-level times only (faster)."),
+    )):
+        command = option(command)
+    return command
 
 
 def flag_or_none(value: bool) -> bool | None:
@@ -228,18 +243,10 @@ def flag_or_none(value: bool) -> bool | None:
 @click.command("submit")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @server_option
-@click.option("--num-speakers", type=int, help="Exact number of speakers, when known.")
-@click.option("--min-speakers", type=int)
-@click.option("--max-speakers", type=int)
-@click.option("--language", help="Language code; detected when absent.")
+@pipeline_options
 @click.option("--participants", help='Names in order of first appearance: "Anna, Boris" or a '
               'JSON list: [{"name": "Anna"}, {"name": "Boris"}] or ["Anna", "Boris"].')
 @click.option("--prompt", help="Initial prompt for transcription.")
-@hotwords_option
-@multichannel_option
-@click.option("--asr-model")
-@click.option("--no-diarize", is_flag=True)
-@click.option("--no-align", is_flag=True)
 @click.option("--wait", is_flag=True, help="Wait for the job and print its result.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="txt", show_default=True,
               help="Result format printed with --wait.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from diarq.cli.client import hotwords_option, multichannel_option
+from diarq.cli.client import pipeline_options
 from diarq.shared.hashing import sha256_file
 from diarq.shared.renderers import FORMATS
 
@@ -38,21 +38,13 @@ def _progress_bar():  # type: ignore[no-untyped-def]
 
 @click.command("process")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--num-speakers", type=int, help="Exact number of speakers, when known.")
-@click.option("--min-speakers", type=int, help="At least this many speakers.")
-@click.option("--max-speakers", type=int, help="At most this many speakers.")
-@click.option("--language", help="Language code (en, de, ru...); detected when absent.")
+@pipeline_options
 @click.option("--participants", help='Names in order of first appearance: "Anna, Boris" or a '
               'JSON list: [{"name": "Anna"}, {"name": "Boris"}] or ["Anna", "Boris"].')
 @click.option("--prompt", help="Initial prompt: names, terms, spelling the model should use.")
-@hotwords_option
-@multichannel_option
 @click.option("--reference", "references", multiple=True, metavar="NAME=FILE",
               help="A 2-10 s recording of one person: the speaker with that voice is named "
                    "NAME (repeat, up to 4).")
-@click.option("--asr-model", help="Whisper model (offline: base, tiny.en) or a local directory.")
-@click.option("--no-diarize", is_flag=True, help="Transcribe only; no speakers.")
-@click.option("--no-align", is_flag=True, help="Segment-level times only (faster).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="txt", show_default=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write here instead of standard output.")
