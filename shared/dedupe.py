@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from diarq.shared.options import JobOptions
 from diarq.shared.orm import SUCCEEDED, Job, JobResult, utcnow
+from diarq.shared.speakers import apply_names
 
 
 def canonical_json(value: Any) -> str:
@@ -52,6 +53,39 @@ def find_reusable(session: Session, *, api_key_id: int | None, audio_sha256: str
     ).first()
 
 
+def share_files(job: Job, original: Job) -> None:
+    """A dedupe copy serves the audio, playback copy and waveform of the job it reuses
+    (the same bytes, by audio_sha256): its own upload is not kept."""
+    if original.audio_path:
+        job.audio_path = original.audio_path
+    job.playback_path, job.playback_type = original.playback_path, original.playback_type
+    job.waveform_path = original.waveform_path
+
+
+def _files(job: Job) -> set[str]:
+    return {p for p in (job.audio_path, job.playback_path, job.waveform_path) if p}
+
+
+def files_to_delete(session: Session, job_id: str) -> list[str]:
+    """Before deleting ``job_id``: the storage files of it that no other live job names
+    (dedupe copies share them). Locks the job and those sharing a file with it, all in
+    one statement in id order, so two deletes of sharers wait for each other (the second
+    then sees the first deleted) instead of deadlocking or both keeping the files."""
+    job = session.get(Job, job_id)
+    files = _files(job) if job is not None else set()
+    if not files:
+        return []
+    names = list(files)
+    group = session.scalars(
+        select(Job).where(Job.deleted_at.is_(None),
+                          Job.audio_path.in_(names) | Job.playback_path.in_(names)
+                          | Job.waveform_path.in_(names))
+        .order_by(Job.id).with_for_update(of=Job).execution_options(populate_existing=True)
+    ).all()
+    kept = set().union(*(_files(other) for other in group if other.id != job_id))
+    return sorted(files - kept)
+
+
 def lock_for_delete(session: Session, job_id: str) -> Job | None:
     """The job row, locked until the caller commits: taken before :func:`detach_copies`
     so that a dedupe submit reusing this job (:func:`find_reusable`) cannot add a copy
@@ -61,13 +95,14 @@ def lock_for_delete(session: Session, job_id: str) -> Job | None:
 
 def result_data(session: Session, job: Job) -> dict[str, Any] | None:
     """The job's result: its own row, else the row of the job it reuses. ``job_id`` in
-    the data is the asked-for job, whichever row it came from."""
+    the data is the asked-for job, whichever row it came from, and the speaker names are
+    this job's own (shared/speakers.py)."""
     row = session.get(JobResult, job.id)
     if row is None and job.result_job_id:
         row = session.get(JobResult, job.result_job_id)
     if row is None:
         return None
-    return {**row.data, "job_id": job.id}
+    return apply_names({**row.data, "job_id": job.id}, job.speaker_names)
 
 
 def detach_copies(session: Session, job_id: str) -> int:
