@@ -115,6 +115,39 @@ class Storage:
         path.mkdir(parents=True)
         return path
 
+    def derived_name(self, job_id: str, kind: str) -> str:
+        """Where a file the worker derives from a job's audio is kept (``kind``: a
+        suffix such as ``.webm`` or ``.peaks``), next to the uploads."""
+        return f"media/{job_id[:2]}/{job_id}{kind}"
+
+    def temp_path(self, suffix: str = "") -> Path:
+        """A new, not yet existing file name in ``incoming/`` (same filesystem as the
+        final names, so :meth:`keep_temp` is a rename)."""
+        folder = self.root / "incoming"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{uuid.uuid4().hex}{suffix}"
+
+    def keep_temp(self, tmp: Path, rel_path: str) -> str:
+        """Move a finished temporary file to ``rel_path`` (atomic: readers see the whole
+        file or none)."""
+        dest = self.path(rel_path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        return rel_path
+
+    def write_bytes(self, rel_path: str, data: bytes) -> str:
+        tmp = self.temp_path()
+        tmp.write_bytes(data)
+        return self.keep_temp(tmp, rel_path)
+
+    def exists(self, rel_path: str | None) -> bool:
+        if not rel_path:
+            return False
+        try:
+            return self.path(rel_path).is_file()
+        except ValueError:
+            return False
+
     def path(self, rel_path: str) -> Path:
         full = (self.root / rel_path).resolve()
         if self.root not in full.parents:

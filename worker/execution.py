@@ -231,9 +231,11 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
          celery: Celery) -> str:
     from celery.exceptions import SoftTimeLimitExceeded
 
+    from diarq.worker.job_media import JobMedia
     from diarq.worker.pipeline import JobCancelled, run_pipeline
 
     t0 = time.perf_counter()
+    media = None
     try:
         if not claim.audio_path:
             raise DiarqError("the job has no audio (it was deleted); submit it again",
@@ -247,19 +249,26 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
                              "that API and workers share DIARQ_STORAGE_DIR (same volume, "
                              "readable by the worker), then submit the file again",
                              code="audio_missing")
+        media = JobMedia(Storage(settings), path, claim.job_id)
         result = run_pipeline(path, options, registry=registry, progress=monitor.progress,
                               should_cancel=monitor.should_cancel, job_id=claim.job_id,
-                              audio_name=claim.audio_filename or "the upload")
+                              audio_name=claim.audio_filename or "the upload",
+                              on_audio=media.on_audio)
+        files = media.finish()
     except JobCancelled:
         log.info("cancelled while running")
+        _abort(media)
         return "canceled"
     except SoftTimeLimitExceeded:
+        _abort(media)
         raise  # execute_job fails the job with `timeout`, wherever the limit hit
     except DiarqError as exc:
+        _abort(media)
         log.warning("failed code=%s message=%s", exc.code, redact(exc.message))
         return _finish_failed(settings, claim.job_id, claim.token, exc.code,
                               redact(exc.message), celery)
     except Exception:
+        _abort(media)
         log.exception("internal error")
         return _finish_failed(settings, claim.job_id, claim.token, "internal_error",
                               INTERNAL_MESSAGE, celery)
@@ -268,14 +277,22 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
 
     def _succeed() -> bool:
         with session_scope(settings) as session:
-            return jobs.succeed(session, claim.job_id, claim.token, data)
+            return jobs.succeed(session, claim.job_id, claim.token, data, media=files)
 
     stored = with_db_retry(_succeed, "result write")
+    if not stored:  # cancelled, deleted or taken over meanwhile: the files are no one's
+        media.discard(files)
     log.info("finished outcome=%s seconds=%.3f", "succeeded" if stored else "lost",
              time.perf_counter() - t0)
     if stored:
         notify_terminal(celery, settings, claim.job_id)
     return "succeeded" if stored else "lost"
+
+
+def _abort(media: Any) -> None:
+    """Drop what an attempt that did not succeed derived from the audio."""
+    if media is not None:
+        media.abort()
 
 
 def _finish_failed(settings: Settings, job_id: str, token: str, code: str,

@@ -90,11 +90,14 @@ def run_pipeline(
     should_cancel: CancelFn | None = None,
     job_id: str | None = None,
     audio_name: str | None = None,
+    on_audio: Callable[[Any], None] | None = None,
 ) -> Result:
     """Run the whole pipeline on ``audio_path``; raise DiarqError subclasses with codes.
 
     ``audio_name``: what messages call the audio (the uploaded file's name; default the
-    name of ``audio_path``, which on a server is a storage name the user never saw)."""
+    name of ``audio_path``, which on a server is a storage name the user never saw).
+    ``on_audio``: called once with the decoded 16 kHz samples (the worker computes the
+    waveform peaks from them instead of decoding the file a second time)."""
     settings = registry.settings if registry is not None else get_settings()
     if settings.bench_trivial_pipeline_s is not None:
         return _bench_trivial(settings.bench_trivial_pipeline_s, job_id)
@@ -116,6 +119,8 @@ def run_pipeline(
     audio = decode_audio(audio_path, probe=probe, max_seconds=settings.max_audio_seconds,
                          name=audio_name)
     duration = len(audio) / SAMPLE_RATE
+    if on_audio is not None:
+        on_audio(audio)
     timings["decode"] = time.perf_counter() - t0
     report.finish()
 
