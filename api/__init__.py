@@ -37,7 +37,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     # an explicit instance path: Flask's search for it cannot walk the diarq namespace
     # package under an editable install (and the app keeps no instance files)
-    app = Flask(__name__, instance_path=str(settings.data_dir / "instance"))
+    # and no app-wide /static: the web app's files are its blueprint's (api/web/static)
+    app = Flask(__name__, instance_path=str(settings.data_dir / "instance"), static_folder=None)
     app.request_class = UploadRequest
     # multipart overhead on top of the file itself; the file limit is enforced exactly
     # while streaming (api/upload.py)
@@ -52,17 +53,23 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from diarq.api.batches import bp as batches_bp
     from diarq.api.compat import bp as compat_bp
     from diarq.api.health import bp as health_bp
+    from diarq.api.job_media import bp as job_media_bp
     from diarq.api.jobs import bp as jobs_bp
     from diarq.api.metrics import bp as metrics_bp
+    from diarq.api.security_headers import init_security_headers
+    from diarq.api.web import bp as web_bp
     from diarq.api.webhook_secret import bp as webhook_secret_bp
 
     app.register_blueprint(jobs_bp)
+    app.register_blueprint(job_media_bp)
+    app.register_blueprint(web_bp)
     app.register_blueprint(batches_bp)
     app.register_blueprint(compat_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(webhook_secret_bp)
     register_error_handlers(app)
+    init_security_headers(app)
     app.teardown_request(discard_unclaimed_uploads)
     _preload_submit_path()
     return app

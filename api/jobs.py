@@ -13,7 +13,7 @@ from diarq.api.pagination import newest_first, page_limit, split_page
 from diarq.api.submit import form_options, submit
 from diarq.shared import jobs
 from diarq.shared.db import session_scope
-from diarq.shared.dedupe import detach_copies, lock_for_delete, result_data
+from diarq.shared.dedupe import detach_copies, files_to_delete, lock_for_delete, result_data
 from diarq.shared.orm import ACTIVE, CANCELED, FAILED, STATUSES, SUCCEEDED, Job
 from diarq.shared.serialize import job_to_dict
 
@@ -38,7 +38,8 @@ def _is_job_id(value: str) -> bool:
         return False
 
 
-def _get_job(session, job_id: str) -> Job:  # noqa: ANN001
+def owned_job(session, job_id: str) -> Job:  # noqa: ANN001
+    """The caller's job ``job_id``; 404 ``job_not_found`` otherwise."""
     job = session.get(Job, job_id.lower()) if _is_job_id(job_id) else None
     # another key's job is answered exactly like a job that does not exist
     if job is None or not _owned(job):
@@ -53,7 +54,7 @@ def _owned(job: Job) -> bool:
 @bp.get("/<job_id>")
 def get_job(job_id: str):  # noqa: ANN201
     with session_scope(_settings()) as session:
-        return jsonify(job_to_dict(_get_job(session, job_id)))
+        return jsonify(job_to_dict(owned_job(session, job_id)))
 
 
 @bp.get("")
@@ -87,7 +88,7 @@ def get_result(job_id: str):  # noqa: ANN201
         raise ApiError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}",
                        code="invalid_format", http_status=422)
     with session_scope(_settings()) as session:
-        job = _get_job(session, job_id)
+        job = owned_job(session, job_id)
         if job.deleted_at is not None:
             raise ApiError("this job was deleted, and its result with it",
                            code="result_deleted", http_status=404)
@@ -111,29 +112,33 @@ def get_result(job_id: str):  # noqa: ANN201
 def delete_job(job_id: str):  # noqa: ANN201
     settings = _settings()
     with session_scope(settings) as session:
-        _get_job(session, job_id)  # 404 unless it exists and is the caller's
+        owned_job(session, job_id)  # 404 unless it exists and is the caller's
         audio, canceled = delete_job_row(session, job_id.lower())
     after_delete(settings, job_id.lower(), audio, canceled)
     return Response(status=204)
 
 
-def delete_job_row(session, job_id: str) -> tuple[str | None, bool]:  # noqa: ANN001
+def delete_job_row(session, job_id: str) -> tuple[list[str], bool]:  # noqa: ANN001
     """Cancel (when queued or running) and delete one job in its own transaction; returns
-    its audio path (to delete after the commit) and whether it was cancelled."""
+    its storage files no other job uses (to delete after the commit) and whether it was
+    cancelled."""
+    files = files_to_delete(session, job_id)  # locks the job and the jobs sharing files
     # locked, so that no dedupe submit adds a copy between detaching and deleting
     locked = lock_for_delete(session, job_id)
     was_active = locked is not None and locked.status in ACTIVE
     # jobs reusing this result (dedupe) get their own copy of it first
     detach_copies(session, job_id)
     job = jobs.cancel_and_delete(session, job_id)
-    audio = job.audio_path if job else None
-    return audio, was_active and job is not None and job.status == CANCELED
+    return (files if job else []), was_active and job is not None and job.status == CANCELED
 
 
-def after_delete(settings, job_id: str, audio: str | None, canceled: bool) -> None:  # noqa: ANN001
-    """After the commit: the audio goes, and a cancelled job's webhook is told."""
+def after_delete(settings, job_id: str, files: list[str], canceled: bool) -> None:  # noqa: ANN001
+    """After the commit: the audio and what was derived from it go, and a cancelled
+    job's webhook is told."""
     # a running worker sees `canceled` at its next check and stops; its writes are no-ops
-    current_app.extensions["diarq"].storage.delete(audio)
+    # (and it deletes the files it was making: worker/execution.py)
+    for rel_path in files:
+        current_app.extensions["diarq"].storage.delete(rel_path)
     if canceled:
         from diarq.shared.webhook_queue import notify_terminal
 

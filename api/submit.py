@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from diarq.api.errors import ApiError
 from diarq.api.upload import uploaded
 from diarq.shared.db import session_scope
-from diarq.shared.dedupe import canonical_json, find_reusable, options_sha256
+from diarq.shared.dedupe import canonical_json, find_reusable, options_sha256, share_files
 from diarq.shared.errors import AudioError
 from diarq.shared.options import JobOptions, check_job_model, parse_options
 from diarq.shared.orm import QUEUED, SUCCEEDED, Job, utcnow
@@ -207,6 +207,7 @@ def reuse_result(session: Session, job: Job) -> bool:
     if original is None:
         return False
     now = utcnow()
+    share_files(job, original)
     job.status, job.progress, job.result_job_id = SUCCEEDED, 1.0, original.id
     job.started_at = job.finished_at = now
     job.enqueued_at = None

@@ -45,6 +45,14 @@ CODES: tuple[ErrorCode, ...] = (
        "check the id; batches of other keys are not visible"),
     _c("result_deleted", 404, REQUEST, "the job was deleted, and its result with it",
        "submit the recording again"),
+    _c("csrf_failed", 403, REQUEST, "a browser request with the web app's session cookie "
+       "lacks the page's CSRF token", "reload the page and try again; scripts send the "
+       "X-CSRF-Token header of the page"),
+    _c("audio_unavailable", 404, REQUEST, "the job's recording is no longer in storage",
+       "submit the recording again"),
+    _c("waveform_unavailable", 404, REQUEST, "the job has no waveform peaks (processed "
+       "before they existed, or computing them failed)", "the recording still plays; "
+       "submit it again for a waveform"),
     _c("method_not_allowed", 405, REQUEST, "the route does not take this HTTP method",
        "use a method listed in the Allow header"),
     _c("conflict", 409, REQUEST, "the request conflicts with the resource's state",
@@ -66,6 +74,11 @@ CODES: tuple[ErrorCode, ...] = (
        "fix the value as the message says"),
     _c("invalid_options", 422, (REQUEST, CLI), "a job option is invalid (type, range, "
        "min > max...)", "fix the option as the message says"),
+    _c("invalid_speakers", 422, REQUEST, "the speaker names sent are not usable (unknown "
+       "label, not a string, longer than 100 characters)",
+       'send {"SPEAKER_00": "Anna"} with labels from the result\'s speakers'),
+    _c("range_not_satisfiable", 416, REQUEST, "the Range asked for lies outside the file",
+       "ask for bytes within the length the Content-Range header gives"),
     _c("invalid_format", 422, REQUEST, "an unknown result format",
        "use json, srt, vtt, txt, tsv or rttm"),
     _c("asr_model_not_allowed", 422, (REQUEST, JOB), "asr_model names something this profile "

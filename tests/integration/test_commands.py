@@ -42,7 +42,8 @@ def _script_head() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(Config(str(ROOT / "migrations" / "alembic.ini"))).get_current_head()
+    config = Config(str(ROOT / "migrations" / "alembic.ini"))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def test_invalid_configuration_fails_with_what_to_set() -> None:
