@@ -101,11 +101,32 @@ def get_result(job_id: str):  # noqa: ANN201
         data = result_data(session, job)  # its own row, or the one it reuses (dedupe)
         if data is None:
             raise ApiError("the result is missing", code="result_missing", http_status=500)
+        stem = download_stem(job)
     body = render(Result.from_dict(data), fmt)
     resp = Response(body, content_type=CONTENT_TYPES[fmt])
     if fmt != "json":
-        resp.headers["Content-Disposition"] = f'inline; filename="{job_id}.{fmt}"'
+        resp.headers["Content-Disposition"] = content_disposition(f"{stem}.{fmt}")
     return resp
+
+
+def download_stem(job: Job) -> str:
+    """A saved result is named after the recording (``meeting.m4a`` -> ``meeting.srt``),
+    or the job id when the upload had no name."""
+    name = (job.audio_filename or "").rsplit(".", 1)[0].strip()
+    return name or job.id
+
+
+def content_disposition(filename: str) -> str:
+    """``inline`` with the file name: ASCII for every client, and UTF-8 (RFC 6266
+    ``filename*``) when the name has other characters."""
+    from urllib.parse import quote
+
+    ascii_name = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_"
+                         for ch in filename)
+    header = f'inline; filename="{ascii_name}"'
+    if ascii_name != filename:
+        header += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return header
 
 
 @bp.delete("/<job_id>")

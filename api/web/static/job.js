@@ -103,6 +103,7 @@
     renderTimeline(result);
     drawWave();
     downloads(job);
+    if (!turns.length) box.append(el("p", "empty-note", "No speech was found in this recording."));
     renderChunk(0, FIRST_WORDS);
     document.body.dataset.ready = "interactive";
     performance.mark("diarq-interactive");
@@ -304,6 +305,10 @@
     ctx.clearRect(0, 0, width, height);
     if (!data) { $("wave").classList.add("empty"); return; }
     const pairs = data.length / 2, mid = height / 2;
+    // quiet recordings are drawn louder (at most 8x), so their shape shows
+    let peak = 1;
+    for (let j = 0; j < data.length; j++) peak = Math.max(peak, Math.abs(data[j]));
+    const gain = Math.min(8, 127 / peak);
     ctx.fillStyle = getComputedStyle(canvas).color;
     for (let x = 0; x < width; x++) {
       const a = Math.floor((x * pairs) / width), b = Math.max(a + 1, Math.floor(((x + 1) * pairs) / width));
@@ -312,7 +317,8 @@
         if (data[2 * j] < lo) lo = data[2 * j];
         if (data[2 * j + 1] > hi) hi = data[2 * j + 1];
       }
-      const top = mid - (hi / 128) * mid, bottom = mid - (lo / 128) * mid;
+      const top = mid - Math.min(1, (hi * gain) / 128) * mid;
+      const bottom = mid - Math.max(-1, (lo * gain) / 128) * mid;
       ctx.fillRect(x, top, 1, Math.max(1, bottom - top));
     }
   }

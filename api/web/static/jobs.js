@@ -26,10 +26,9 @@
   function choose(list) {
     files = Array.from(list);
     chosen.textContent = files.length ? files.map((f) => f.name).join(", ") : "";
-    status.textContent = "";
   }
 
-  input.addEventListener("change", () => choose(input.files));
+  input.addEventListener("change", () => { choose(input.files); status.textContent = ""; });
   for (const type of ["dragenter", "dragover"]) {
     zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("over"); });
   }
@@ -38,7 +37,10 @@
   }
   zone.addEventListener("drop", (e) => {
     e.preventDefault();
-    if (e.dataTransfer && e.dataTransfer.files.length) choose(e.dataTransfer.files);
+    if (e.dataTransfer && e.dataTransfer.files.length) {
+      choose(e.dataTransfer.files);
+      status.textContent = "";
+    }
   });
 
   form.addEventListener("submit", async (e) => {
