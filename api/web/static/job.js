@@ -40,6 +40,17 @@
 
   // --- loading ---------------------------------------------------------------------
 
+  // the transcript and the peaks are asked for with the job itself (one round trip less
+  // before the page is interactive); a job not finished yet answers 409, asked again then
+  let prefetched = fetchTranscript();
+
+  function fetchTranscript() {
+    return Promise.all([
+      api(`/v1/jobs/${jobId}/result`),
+      api(`/v1/jobs/${jobId}/waveform`).catch(() => null),
+    ]);
+  }
+
   async function watch() {
     let job;
     try {
@@ -50,6 +61,7 @@
     }
     meta(job);
     if (job.status === "succeeded") { await show(job); return; }
+    prefetched.catch(() => null);  // answered 409: not an error to report
     const progressBox = $("job-progress");
     if (job.status === "failed" || job.status === "canceled") {
       progressBox.hidden = true;
@@ -81,10 +93,7 @@
     $("job-progress").hidden = true;
     let result;
     try {
-      [result, peaks] = await Promise.all([
-        api(`/v1/jobs/${jobId}/result`),
-        api(`/v1/jobs/${jobId}/waveform`).catch(() => null),
-      ]);
+      [result, peaks] = await prefetched.catch(fetchTranscript);
     } catch (err) {
       showError(`Could not load the transcript: ${err.message}`);
       return;
@@ -105,6 +114,8 @@
     downloads(job);
     if (!turns.length) box.append(el("p", "empty-note", "No speech was found in this recording."));
     renderChunk(0, FIRST_WORDS);
+    // how much was built before the page took input (the rest follows in later tasks)
+    document.body.dataset.wordsAtReady = String(wordEls.length);
     document.body.dataset.ready = "interactive";
     performance.mark("diarq-interactive");
   }
