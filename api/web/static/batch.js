@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const {api, el, clock, statusBadge, progressCell} = Diarq;
+  const {api, el, clock, progressCell, jobRow} = Diarq;
   const id = document.body.dataset.batchId;
   const rows = document.getElementById("batch-jobs");
   const bar = document.getElementById("batch-progress");
@@ -36,21 +36,9 @@
       rejected.hidden = false;
       rejected.textContent = "Not audio, left out: " + batch.rejected.map((r) => `${r.name} (${r.reason})`).join("; ");
     }
-    rows.replaceChildren(...batch.jobs.map((job) => {
-      const tr = el("tr");
-      tr.dataset.status = job.status;
-      const name = el("td", "name");
-      const link = el("a", "", job.source_name || job.id);
-      link.href = `/jobs/${job.id}`;
-      name.append(link);
-      const state = el("td");
-      state.append(statusBadge(job.status));
-      const progress = el("td");
-      progress.append(progressCell({status: job.status, stage: null, progress: job.progress, error: job.error}));
-      progress.querySelector("progress").value = job.progress;
-      tr.append(name, state, progress, el("td", "num", clock(job.duration)));
-      return tr;
-    }));
+    rows.replaceChildren(...batch.jobs.map((job) => jobRow(
+      job.id, job.source_name || job.id, job.status, progressCell(job, job.progress),
+      el("td", "num", clock(job.duration)))));
     if (!batch.finished) setTimeout(load, 1500);
   }
   zipFormats();

@@ -101,19 +101,39 @@ const Diarq = (() => {
     return el("span", `badge ${status}`, status);
   }
 
-  function progressCell(job) {
+  // ``fraction``: the job's progress when the caller knows it (a batch says it per job)
+  function progressCell(job, fraction = overall(job)) {
     const wrap = el("div", "progress-cell");
     const bar = el("progress");
     bar.max = 1;
-    bar.value = overall(job);
+    bar.value = fraction;
     wrap.append(bar);
     let label = "";
-    if (job.status === "running") label = `${job.stage || "starting"} ${Math.round(overall(job) * 100)}%`;
+    if (job.status === "running") label = `${job.stage || "starting"} ${Math.round(fraction * 100)}%`;
     else if (job.status === "queued") label = "waiting";
     else if (job.status === "failed" && job.error) label = job.error.code;
     wrap.append(el("span", "muted", label));
     return wrap;
   }
 
-  return {api, upload, el, clock, when, overall, statusBadge, progressCell, ACTIVE, ApiError, csrf};
+  // a table row of one job: its name linking to its page, its status and progress, then
+  // the caller's further cells
+  function jobRow(id, name, status, progress, ...cells) {
+    const tr = el("tr");
+    tr.dataset.jobId = id;
+    tr.dataset.status = status;
+    const nameCell = el("td", "name");
+    const link = el("a", "", name);
+    link.href = `/jobs/${id}`;
+    nameCell.append(link);
+    const state = el("td");
+    state.append(statusBadge(status));
+    const progressTd = el("td");
+    progressTd.append(progress);
+    tr.append(nameCell, state, progressTd, ...cells);
+    return tr;
+  }
+
+  return {api, upload, el, clock, when, overall, statusBadge, progressCell, jobRow, ACTIVE,
+          ApiError, csrf};
 })();

@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const {api, upload, el, clock, when, statusBadge, progressCell, ACTIVE} = Diarq;
+  const {api, upload, el, clock, when, progressCell, jobRow, ACTIVE} = Diarq;
   const form = document.getElementById("upload-form");
   const input = document.getElementById("files");
   const zone = document.getElementById("dropzone");
@@ -83,26 +83,15 @@
   });
 
   function row(job) {
-    const tr = el("tr");
-    tr.dataset.jobId = job.id;
-    tr.dataset.status = job.status;
-    const name = el("td", "name");
-    const link = el("a", "", job.audio.filename || job.source_name || job.id);
-    link.href = `/jobs/${job.id}`;
-    name.append(link);
-    const state = el("td");
-    state.append(statusBadge(job.status));
-    const progress = el("td");
-    progress.append(progressCell(job));
     const extra = el("td");
     if (job.batch_id) {
       const b = el("a", "muted", "batch");
       b.href = `/batches/${job.batch_id}`;
       extra.append(b);
     }
-    tr.append(name, state, progress, el("td", "num", clock(job.audio.duration)),
-              el("td", "muted", when(job.created_at)), extra);
-    return tr;
+    return jobRow(job.id, job.audio.filename || job.source_name || job.id, job.status,
+                  progressCell(job), el("td", "num", clock(job.audio.duration)),
+                  el("td", "muted", when(job.created_at)), extra);
   }
 
   async function load() {
