@@ -7,8 +7,9 @@ Opus recording and 2-hour waveform peaks are put into a throwaway embedded deplo
 fresh browser context and measures:
 
 - interactive: navigation start -> the page's ``diarq-interactive`` mark (player,
-  timeline, speakers and the first screen of words built, handlers attached), and the
-  time until a click on a word has moved the audio element;
+  timeline, speakers and the first screen of words built, handlers attached), and when
+  a click on a word, sent by Playwright right after (its own checks and round trips
+  included), had moved the audio element;
 - rendered: -> ``diarq-rendered`` (every word in the page);
 - long tasks (> 50 ms) on the main thread during load: count, longest, total blocking;
 - scrolling: the transcript scrolled top to bottom, one step per frame, after the full
@@ -134,7 +135,7 @@ def measure(browser, url: str, job_id: str, shot: Path | None) -> dict:  # noqa:
     frames = sorted(scroll["frames"])
     return {
         "interactive_ms": round(marks["diarq-interactive"], 1),
-        "word_click_seeked_by_ms": round(clicked, 1),
+        "word_click_done_ms": round(clicked, 1),
         "click_moved_audio": moved > 0,
         "rendered_ms": round(marks["diarq-rendered"], 1),
         "words_in_page": words,

@@ -79,10 +79,18 @@ def job_id(context, server: str, shots, dialogs) -> str:  # noqa: ANN001
     assert page.eval_on_selector("#upload-progress", "p => p.value") == 100
     row = page.wait_for_selector("tr[data-job-id]")
     new_id = row.get_attribute("data-job-id")
+    live = context.new_page()
+    live.goto(f"{server}/jobs/{new_id}")
+    live.wait_for_selector("#job-progress:not([hidden]), #transcript-view:not([hidden])")
+    shots.take(live, "job-progress")
     # live progress: the row changes status without a reload
     page.wait_for_selector(f'tr[data-job-id="{new_id}"][data-status="succeeded"]',
                            timeout=FINISHED_S * 1000)
     shots.take(page, "jobs")
+    # and the job's page turned from progress into the transcript by itself
+    live.wait_for_selector("#transcript-view:not([hidden])", timeout=30_000)
+    assert live.locator("#job-progress").is_hidden()
+    live.close()
     page.close()
     return new_id
 
@@ -323,4 +331,26 @@ def test_a_two_hour_transcript_renders_with_one_click_handler(context, server: s
     assert "click" in listeners("#transcript")
     assert listeners('#transcript .w[data-i="19999"]') == []
     assert listeners('#timeline .block') == []
+    page.close()
+
+
+def test_delete_from_the_job_page(context, server: str, settings) -> None:  # noqa: ANN001
+    page = context.new_page()
+    page.goto(f"{server}/")
+    row = page.locator("tr[data-job-id]", has=page.locator("a", has_text="monday.wav"))
+    job_id = row.get_attribute("data-job-id")  # a recording of the batch test
+    with session_scope(settings) as s:
+        audio = s.get(Job, job_id).audio_path
+    page.goto(f"{server}/jobs/{job_id}")
+    page.wait_for_selector("body[data-ready=interactive]")
+    asked: list[str] = []
+    page.on("dialog", lambda d: (asked.append(d.type), d.accept()))
+    page.click("#delete-job")
+    page.wait_for_url(f"{server}/")
+    assert asked == ["confirm"]
+    assert page.goto(f"{server}/jobs/{job_id}").status == 404
+    with session_scope(settings) as s:
+        assert s.get(Job, job_id).deleted_at is not None
+    storage_dir = Path(settings.storage_dir)
+    assert audio and not (storage_dir / audio).exists()
     page.close()
