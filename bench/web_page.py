@@ -6,6 +6,8 @@ Opus recording and 2-hour waveform peaks are put into a throwaway embedded deplo
 (SQLite, local storage, auth off) served by the real app. Each run opens the page in a
 fresh browser context and measures:
 
+- scripts, data: navigation start -> the page's scripts running (``diarq-scripts``),
+  the result and peaks arrived (``diarq-data``);
 - interactive: navigation start -> the page's ``diarq-interactive`` mark (player,
   timeline, speakers and the first screen of words built, handlers attached), and when
   a click on a word, sent by Playwright right after (its own checks and round trips
@@ -134,6 +136,8 @@ def measure(browser, url: str, job_id: str, shot: Path | None) -> dict:  # noqa:
     ctx.close()
     frames = sorted(scroll["frames"])
     return {
+        "scripts_ms": round(marks["diarq-scripts"], 1),
+        "data_ms": round(marks["diarq-data"], 1),
         "interactive_ms": round(marks["diarq-interactive"], 1),
         "word_click_done_ms": round(clicked, 1),
         "click_moved_audio": moved > 0,
@@ -182,6 +186,8 @@ def main() -> None:
     summary = {
         "words": args.words, "audio": not args.no_audio, "runs": args.runs,
         "chromium": version, "machine": f"{__import__('os').cpu_count()} cores",
+        "scripts_ms_median": med("scripts_ms"),
+        "data_ms_median": med("data_ms"),
         "interactive_ms_median": med("interactive_ms"),
         "interactive_ms_max": max(r["interactive_ms"] for r in runs),
         "rendered_ms_median": med("rendered_ms"),

@@ -40,6 +40,7 @@
 
   // --- loading ---------------------------------------------------------------------
 
+  performance.mark("diarq-scripts");
   // the transcript and the peaks are asked for with the job itself (one round trip less
   // before the page is interactive); a job not finished yet answers 409, asked again then
   let prefetched = fetchTranscript();
@@ -94,6 +95,7 @@
     let result;
     try {
       [result, peaks] = await prefetched.catch(fetchTranscript);
+      performance.mark("diarq-data");  // for bench/web_page.py: the result has arrived
     } catch (err) {
       showError(`Could not load the transcript: ${err.message}`);
       return;
