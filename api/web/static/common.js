@@ -110,7 +110,12 @@ const Diarq = (() => {
     wrap.append(bar);
     let label = "";
     if (job.status === "running") label = `${job.stage || "starting"} ${Math.round(fraction * 100)}%`;
-    else if (job.status === "queued") label = "waiting";
+    else if (job.status === "queued") {
+      // why it waits (GET /v1/jobs says it: no worker, workers loading, queue position)
+      const why = job.waiting;
+      label = why && why.code === "queue_busy" ? `waiting (#${why.position})` : "waiting";
+      if (why) wrap.title = why.message;
+    }
     else if (job.status === "failed" && job.error) label = job.error.code;
     wrap.append(el("span", "muted", label));
     return wrap;

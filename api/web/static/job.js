@@ -71,7 +71,8 @@
     }
     progressBox.hidden = false;
     $("job-progress-bar").value = overall(job);
-    $("job-progress-text").textContent = job.status === "queued" ? "waiting for a worker…"
+    const waiting = job.waiting ? job.waiting.message : "waiting for a worker…";
+    $("job-progress-text").textContent = job.status === "queued" ? waiting
       : `${job.stage || "starting"} · ${Math.round(overall(job) * 100)}%`;
     setTimeout(watch, 1500);
   }
@@ -278,7 +279,10 @@
       for (const t of turnsBySpeaker[i]) {
         const block = el("div", `block c${i % COLOURS}`);
         block.style.left = `${(t.start / duration) * 100}%`;
-        block.style.width = `${Math.max(0, ((t.end - t.start) / duration) * 100)}%`;
+        // a turn running past the recording's end (rounding, a result from elsewhere)
+        // stops at the lane's edge
+        const end = Math.min(t.end, duration);
+        block.style.width = `${Math.max(0, ((end - t.start) / duration) * 100)}%`;
         block.dataset.t = t.start;
         frag.append(block);
       }
