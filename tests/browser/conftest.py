@@ -18,7 +18,7 @@ import pytest
 
 from tests.integration import conftest as integration
 from tests.integration.keys import create_key_with_cli
-from tests.integration.services import ROOT, WorkerProcess, running_api
+from tests.integration.services import WorkerProcess, real_pipeline_worker, running_api
 
 CHROMIUM = os.environ.get("DIARQ_TEST_CHROMIUM", "/usr/bin/chromium")
 # flags that work on these machines (no GPU, no sandbox as root, nothing phoning home)
@@ -59,14 +59,8 @@ def web_env(service_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def real_worker(settings, web_env: dict[str, str], log_dir: Path) -> Iterator[WorkerProcess]:  # noqa: ANN001
-    if not (ROOT / "models" / "diarization").is_dir():
-        pytest.fail("offline models missing: run `make models` (diarq models prepare) first")
-    worker = WorkerProcess("browser-real", web_env, log_dir, queues=QUEUE)
-    try:
-        worker.wait_ready(timeout=240, marker="models loaded")
+    with real_pipeline_worker("browser-real", web_env, log_dir, QUEUE) as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 @pytest.fixture(scope="module")

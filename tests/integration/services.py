@@ -68,6 +68,23 @@ class WorkerProcess:
         self._log.close()
 
 
+@contextmanager
+def real_pipeline_worker(name: str, env: dict[str, str], log_dir: Path,
+                         queue: str) -> Iterator[WorkerProcess]:
+    """A worker with the real offline pipeline on ``queue`` of its own, once its models
+    loaded (a test module's fixture: loading takes a minute or more)."""
+    import pytest
+
+    if not (ROOT / "models" / "diarization").is_dir():
+        pytest.fail("offline models missing: run `make models` (diarq models prepare) first")
+    worker = WorkerProcess(name, env, log_dir, queues=queue)
+    try:
+        worker.wait_ready(timeout=240, marker="models loaded")
+        yield worker
+    finally:
+        worker.stop()
+
+
 def wait_until(predicate, timeout: float = 60, interval: float = 0.1, what: str = "condition"):  # noqa: ANN001, ANN201
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
