@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYANNOTE_METRICS_ENABLED := 0
 
-.PHONY: install models demo test lint unit services
+.PHONY: install models demo test lint unit services browser
 
 install: $(BIN)/diarq
 $(BIN)/diarq: pyproject.toml scripts/install.sh requirements/constraints-cpu.txt requirements/weights.txt
@@ -21,7 +21,11 @@ demo: models
 services:
 	bash scripts/services.sh
 
-test: models services
+# Debian's chromium for the browser tests, when missing
+browser:
+	bash scripts/install-browser.sh
+
+test: models services browser
 	$(BIN)/python -m pytest -q
 
 lint: install

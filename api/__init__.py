@@ -40,7 +40,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     # an explicit instance path: Flask's search for it cannot walk the diarq namespace
     # package under an editable install (and the app keeps no instance files)
-    app = Flask(__name__, instance_path=str(settings.data_dir / "instance"))
+    # and no app-wide /static: the web app's files are its blueprint's (api/web/static)
+    app = Flask(__name__, instance_path=str(settings.data_dir / "instance"), static_folder=None)
     app.request_class = UploadRequest
     # multipart overhead on top of the file itself; the file limit is enforced exactly
     # while streaming (api/upload.py)
@@ -55,14 +56,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from diarq.api.batches import bp as batches_bp
     from diarq.api.compat import bp as compat_bp
     from diarq.api.health import bp as health_bp
+    from diarq.api.job_media import bp as job_media_bp
     from diarq.api.jobs import bp as jobs_bp
     from diarq.api.metrics import bp as metrics_bp
     from diarq.api.openai_compat import bp as openai_bp
+    from diarq.api.security_headers import init_security_headers
     from diarq.api.uploads import bp as uploads_bp
+    from diarq.api.web import bp as web_bp
     from diarq.api.webhook_secret import bp as webhook_secret_bp
     from diarq.api.workers import bp as workers_bp
 
     app.register_blueprint(jobs_bp)
+    app.register_blueprint(job_media_bp)
+    app.register_blueprint(web_bp)
     app.register_blueprint(batches_bp)
     app.register_blueprint(uploads_bp)
     app.register_blueprint(compat_bp)
@@ -72,6 +78,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhook_secret_bp)
     app.register_blueprint(workers_bp)
     register_error_handlers(app)
+    init_security_headers(app)
     app.teardown_request(discard_unclaimed_uploads)
     _preload_submit_path()
     return app

@@ -1,6 +1,10 @@
 """Bearer API keys for every route except the public probes, per-key submit limits,
 and the start-up check that refuses an unauthenticated API on a public address.
 
+Browsers of the web app (api/web) send a session cookie instead of a key
+(api/web_session.py); on API routes it counts like the key it was made from, and a
+change (POST, PATCH, DELETE) must also carry the session's CSRF token.
+
 ``g.api_key_id`` is the caller's key id (None when DIARQ_AUTH=off); api/jobs.py scopes
 every job lookup by it, so another key's job is a 404, indistinguishable from a job
 that does not exist. ``g.operator``: the caller may see worker names and hosts (an
@@ -17,6 +21,13 @@ from flask import Flask, current_app, g, request
 from sqlalchemy import func, select
 
 from diarq.api.errors import error_response
+from diarq.api.web_session import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    UNSAFE_METHODS,
+    csrf_passes,
+    session_from_cookie,
+)
 from diarq.shared.apikeys import parse_bearer
 from diarq.shared.db import session_scope
 from diarq.shared.errors import ConfigError
@@ -27,6 +38,9 @@ from diarq.shared.settings import Settings
 # liveness/readiness for orchestrators, the spec for clients, and Prometheus metrics
 # (aggregate counts only, nothing per key or per job): reachable without a key
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
+# the web app's scripts and styles (nothing in them is secret)
+PUBLIC_ENDPOINTS = frozenset({"web.static"})
+WEB_BLUEPRINT = "web"
 # endpoints that create jobs: rate limit and queued quota apply
 SUBMIT_ENDPOINTS = frozenset({"jobs.create_job", "compat.diarize", "batches.create_batch",
                               "openai_compat.create_transcription"})
@@ -71,9 +85,18 @@ def _authenticate():  # noqa: ANN202 (None or a flask response)
     settings: Settings = current_app.extensions["diarq"].settings
     g.api_key_id = None
     g.operator = settings.auth == "off"
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if request.blueprint == WEB_BLUEPRINT:
+        # pages: the session (if any) says who it is; a page asks to sign in itself
+        if settings.auth == "on":
+            _use_session(session_from_cookie(settings))
         return None
     if settings.auth == "on":
+        refused = _authenticate_browser(settings)
+        if refused is not None:
+            return refused
+    if settings.auth == "on" and g.api_key_id is None:
         key = parse_bearer(request.headers.get("Authorization"))
         if key is None:
             return unauthorized("this API needs a key: send the header "
@@ -93,6 +116,28 @@ def _authenticate():  # noqa: ANN202 (None or a flask response)
 def is_operator() -> bool:
     """May the caller see worker names and hosts (SECURITY.md)?"""
     return bool(g.get("operator", False))
+
+
+def _use_session(found: tuple[int, bool] | None) -> None:
+    """A live browser session acts as its key, with that key's role."""
+    if found is not None:
+        g.api_key_id, g.operator = found
+
+
+def _authenticate_browser(settings: Settings):  # noqa: ANN202 (None or a flask response)
+    """The web app's session cookie on an API route (its audio element, its scripts):
+    used when no Authorization header is sent; a change needs the CSRF token too."""
+    if "Authorization" in request.headers or SESSION_COOKIE not in request.cookies:
+        return None
+    found = session_from_cookie(settings)
+    if found is None:
+        return None  # an ended session: answered as a request without a key
+    if request.method in UNSAFE_METHODS and not csrf_passes(request.headers.get(CSRF_HEADER)):
+        return error_response(403, "csrf_failed",
+                              "this browser request lacks the page's CSRF token; reload the "
+                              f"page and try again (scripts send the {CSRF_HEADER} header)")
+    _use_session(found)
+    return None
 
 
 def owner_filter(key_id: int | None):  # noqa: ANN201 (SQL expression)

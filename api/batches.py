@@ -199,14 +199,14 @@ def _batch_by_key(key: str) -> Batch | None:
 
 def _answer(batch_id: str, status: int):  # noqa: ANN202
     with session_scope(_settings()) as session:
-        body = batch_to_dict(session, _get_batch(session, batch_id))
+        body = batch_to_dict(session, owned_batch(session, batch_id))
     resp = jsonify(body)
     resp.status_code = status
     resp.headers["Location"] = f"/v1/batches/{batch_id}"
     return resp
 
 
-def _get_batch(session, batch_id: str) -> Batch:  # noqa: ANN001
+def owned_batch(session, batch_id: str) -> Batch:  # noqa: ANN001
     try:
         valid = str(uuid.UUID(batch_id)) == batch_id.lower()
     except ValueError:
@@ -250,23 +250,23 @@ def delete_batch(batch_id: str):  # noqa: ANN201
     results, as DELETE /v1/jobs/{id} does for each), then the batch itself."""
     settings = _settings()
     with session_scope(settings) as session:
-        batch = _get_batch(session, batch_id)
+        batch = owned_batch(session, batch_id)
         ids = list(session.scalars(select(Job.id).where(Job.batch_id == batch.id,
                                                         Job.deleted_at.is_(None))))
         # one transaction per job, as a single DELETE does: a failure part way leaves the
         # batch in place with the rest of its jobs, and the DELETE can be repeated
         deleted = [(job_id, *delete_job_row(session, job_id)) for job_id in ids]
-        batch = _get_batch(session, batch_id)
+        batch = owned_batch(session, batch_id)
         batch.deleted_at = utcnow()
-    for job_id, audio, canceled in deleted:
-        after_delete(settings, job_id, audio, canceled)
+    for job_id, release, canceled in deleted:
+        after_delete(settings, job_id, release, canceled)
     return Response(status=204)
 
 
 @bp.get("/<batch_id>")
 def get_batch(batch_id: str):  # noqa: ANN201
     with session_scope(_settings()) as session:
-        return jsonify(batch_to_dict(session, _get_batch(session, batch_id)))
+        return jsonify(batch_to_dict(session, owned_batch(session, batch_id)))
 
 
 @bp.get("/<batch_id>/results.zip")
@@ -279,7 +279,7 @@ def get_results_zip(batch_id: str):  # noqa: ANN201
     formats = list(dict.fromkeys(formats))
     settings = _settings()
     with session_scope(settings) as session:
-        batch = _get_batch(session, batch_id)
+        batch = owned_batch(session, batch_id)
         items = [(r.id, r.source_name) for r in session.execute(
             select(Job.id, Job.source_name)
             .where(Job.batch_id == batch.id, Job.status == SUCCEEDED, Job.deleted_at.is_(None))

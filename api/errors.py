@@ -21,6 +21,7 @@ _HTTP_CODES = {
     409: "conflict",
     413: "upload_too_large",
     415: "unsupported_media_type",
+    416: "range_not_satisfiable",
     422: "invalid_request",
     500: "internal_error",
     503: "unavailable",
@@ -70,6 +71,10 @@ def register_error_handlers(app: Flask) -> None:
         if status == 404:
             message = "no such resource; see /openapi.json for the API"
         resp = error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+        if status == 416:  # says how long the file is: "bytes */<length>"
+            for name, value in exc.get_headers():
+                if name == "Content-Range":
+                    resp.headers[name] = value
         if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             resp.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return resp

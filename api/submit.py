@@ -21,7 +21,13 @@ from diarq.api.probe import probe_error_response, probe_file
 from diarq.api.upload import uploaded
 from diarq.api.uploads import check_usable, consume_upload, owned_upload, stored_upload
 from diarq.shared.db import session_scope
-from diarq.shared.dedupe import canonical_json, find_active, find_reusable, options_sha256
+from diarq.shared.dedupe import (
+    canonical_json,
+    find_active,
+    find_reusable,
+    options_sha256,
+    share_files,
+)
 from diarq.shared.errors import AudioError
 from diarq.shared.options import JobOptions, check_job_model, check_multichannel, parse_options
 from diarq.shared.orm import QUEUED, SUCCEEDED, Job, utcnow
@@ -290,6 +296,7 @@ def reuse_result(session: Session, job: Job) -> bool:
     if original is None:
         return False
     now = utcnow()
+    share_files(job, original)
     job.status, job.progress, job.result_job_id = SUCCEEDED, 1.0, original.id
     job.started_at = job.finished_at = now
     job.enqueued_at = None
@@ -307,7 +314,8 @@ def after_commit(settings: Settings, created: list[Job], *, stored: list[StoredF
     for job, file in zip(created, stored, strict=True):
         if job.result_job_id:
             try:
-                storage.delete(file.rel_path)
+                if job.audio_path != file.rel_path:  # it serves its original's audio
+                    storage.delete(file.rel_path)
                 storage.delete_prefix(references_prefix(job.id))
             except StorageUnavailable:
                 # committed already: the answer is the job, not a 503 inviting a retry

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from diarq.shared.options import JobOptions
 from diarq.shared.orm import ACTIVE, SUCCEEDED, Job, JobResult, utcnow
+from diarq.shared.speakers import apply_names
 from diarq.shared.voices import copy_voices
 
 
@@ -68,6 +69,19 @@ def find_active(session: Session, *, api_key_id: int | None, audio_sha256: str,
     ).first()
 
 
+def share_files(job: Job, original: Job) -> bool:
+    """A dedupe copy serves the audio, playback copy and waveform of the job it reuses
+    (the same bytes, by audio_sha256), so its own upload need not be kept: returns
+    whether it shares them. An original whose audio is gone or going (retention) shares
+    nothing: the copy keeps its own upload then (and has no waveform)."""
+    if not original.audio_path or original.audio_purged_at is not None:
+        return False
+    job.audio_path = original.audio_path
+    job.playback_path, job.playback_type = original.playback_path, original.playback_type
+    job.waveform_path = original.waveform_path
+    return True
+
+
 def lock_for_delete(session: Session, job_id: str) -> Job | None:
     """The job row, locked until the caller commits: taken before :func:`detach_copies`
     so that a dedupe submit reusing this job (:func:`find_reusable`) cannot add a copy
@@ -77,13 +91,14 @@ def lock_for_delete(session: Session, job_id: str) -> Job | None:
 
 def result_data(session: Session, job: Job) -> dict[str, Any] | None:
     """The job's result: its own row, else the row of the job it reuses. ``job_id`` in
-    the data is the asked-for job, whichever row it came from."""
+    the data is the asked-for job, whichever row it came from, and the speaker names are
+    this job's own (shared/speakers.py)."""
     row = session.get(JobResult, job.id)
     if row is None and job.result_job_id:
         row = session.get(JobResult, job.result_job_id)
     if row is None:
         return None
-    return {**row.data, "job_id": job.id}
+    return apply_names({**row.data, "job_id": job.id}, job.speaker_names)
 
 
 def detach_copies(session: Session, job_id: str) -> int:

@@ -64,6 +64,15 @@ CODES: tuple[ErrorCode, ...] = (
     _c("direct_upload_unavailable", 409, REQUEST, "direct uploads need object storage and "
        "this server stores uploads on its own disk",
        "send the file to POST /v1/jobs; operators: DIARQ_STORAGE_URL=s3://..."),
+    _c("csrf_failed", 403, REQUEST, "a browser request with the web app's session cookie "
+       "lacks the page's CSRF token", "reload the page and try again; scripts send the "
+       "X-CSRF-Token header of the page"),
+    _c("audio_unavailable", 404, REQUEST, "the job's recording is no longer in storage (the "
+       "retention policy, DIARQ_RETENTION_DAYS, deleted it, or it went missing)",
+       "submit the recording again"),
+    _c("waveform_unavailable", 404, REQUEST, "the job has no waveform peaks (processed "
+       "before they existed, or computing them failed)", "the recording still plays; "
+       "submit it again for a waveform"),
     _c("method_not_allowed", 405, REQUEST, "the route does not take this HTTP method",
        "use a method listed in the Allow header"),
     _c("conflict", 409, REQUEST, "the request conflicts with the resource's state",
@@ -85,6 +94,11 @@ CODES: tuple[ErrorCode, ...] = (
        "fix the value as the message says"),
     _c("invalid_options", 422, (REQUEST, CLI), "a job option is invalid (type, range, "
        "min > max...)", "fix the option as the message says"),
+    _c("invalid_speakers", 422, REQUEST, "the speaker names sent are not usable (unknown "
+       "label, not a string, longer than 100 characters)",
+       'send {"SPEAKER_00": "Anna"} with labels from the result\'s speakers'),
+    _c("range_not_satisfiable", 416, REQUEST, "the Range asked for lies outside the file",
+       "ask for bytes within the length the Content-Range header gives"),
     _c("invalid_format", 422, REQUEST, "an unknown result format",
        "use json, srt, vtt, txt, tsv or rttm"),
     _c("asr_model_not_allowed", 422, (REQUEST, JOB), "asr_model names something this profile "

@@ -135,15 +135,22 @@ def heartbeat(session: Session, job_id: str, token: str, *, stage: str | None = 
     return res.rowcount == 1
 
 
+MEDIA_COLUMNS = ("playback_path", "playback_type", "waveform_path")
+
+
 def succeed(session: Session, job_id: str, token: str, result: dict[str, Any],
-            voices: VoiceSet | None = None) -> bool:
+            voices: VoiceSet | None = None,
+            media: dict[str, str | None] | None = None) -> bool:
     """running -> succeeded and store the result (and the speakers' voices), in one
-    transaction; at most once per job."""
+    transaction; at most once per job. ``media``: the objects the attempt derived from
+    the audio (MEDIA_COLUMNS); when this returns False they belong to no job and the
+    caller deletes them."""
     now = utcnow()
+    extra = {k: v for k, v in (media or {}).items() if k in MEDIA_COLUMNS}
     res = session.execute(
         update(Job).where(_owned(job_id, token))
         .values(status=SUCCEEDED, stage=None, progress=1.0, finished_at=now, updated_at=now,
-                error_code=None, error_message=None)
+                error_code=None, error_message=None, **extra)
         .execution_options(synchronize_session=False)
     )
     if res.rowcount != 1:

@@ -24,6 +24,38 @@ from diarq.shared.errors import AudioError, ConfigError
 # what every stage downstream of decoding works in: 16 kHz mono float32
 SAMPLE_RATE = 16000
 
+# What browsers play as uploaded, by container (ffprobe/PyAV format name) and codec.
+# Checked in Debian's Chromium 156 (docs/web.md): it also plays these; it refuses AC-3,
+# AIFF, WMA, ADPCM and ALAC. Ogg is left out: Chromium reports an Ogg/Opus file's
+# duration as Infinity, so it gets a (stream-copied) WebM. Everything else gets a
+# browser-playable copy made by the worker (worker/playback.py).
+_PLAYABLE: dict[str, tuple[frozenset[str], str]] = {
+    "wav": (frozenset({"pcm_s16le", "pcm_s24le", "pcm_u8", "pcm_f32le"}), "audio/wav"),
+    "mp3": (frozenset({"mp3"}), "audio/mpeg"),
+    "mov,mp4,m4a,3gp,3g2,mj2": (frozenset({"aac", "mp3"}), "audio/mp4"),
+    "aac": (frozenset({"aac"}), "audio/aac"),
+    "flac": (frozenset({"flac"}), "audio/flac"),
+    "matroska,webm": (frozenset({"opus", "vorbis"}), "audio/webm"),
+}
+# the browser-playable copy: Opus in WebM (WebM's cues make seeking exact)
+PLAYBACK_COPY_TYPE = "audio/webm"
+PLAYBACK_COPY_SUFFIX = ".webm"
+
+
+def browser_type(format_name: str, codec: str) -> str | None:
+    """The MIME type browsers play this file as, or None when it needs a copy."""
+    codecs, mime = _PLAYABLE.get(format_name, (frozenset(), ""))
+    return mime if codec in codecs else None
+
+
+def guess_type(codec: str | None) -> str:
+    """A MIME type for an upload from its codec alone, for the time before the worker
+    has looked at it (browsers sniff audio anyway)."""
+    for codecs, mime in _PLAYABLE.values():
+        if codec in codecs:
+            return mime
+    return "application/octet-stream"
+
 @dataclass(frozen=True)
 class AudioProbe:
     """What ffprobe says about a file's first audio stream."""
@@ -148,7 +180,9 @@ def probe_upload(path: Path | BinaryIO, *, max_seconds: float | None,
             duration = container.duration / 1_000_000
         probe = AudioProbe(
             duration=duration,
-            codec=stream.codec_context.name or "unknown",
+            # the codec's name as ffprobe gives it ("mp3"), not the decoder's ("mp3float")
+            codec=stream.codec_context.codec.canonical_name or stream.codec_context.name
+            or "unknown",
             sample_rate=int(stream.sample_rate or 0),
             channels=int(stream.channels or 0),
             format_name=container.format.name or "",

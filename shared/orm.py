@@ -151,6 +151,17 @@ class Job(Base):
     audio_codec: Mapped[str | None] = mapped_column(String(64))
     audio_sample_rate: Mapped[int | None] = mapped_column(Integer)
     audio_channels: Mapped[int | None] = mapped_column(Integer)
+    # what GET /v1/jobs/{id}/audio serves, decided by the worker: a browser-playable copy
+    # made when browsers cannot play the upload (NULL: the upload itself), its MIME type,
+    # and the waveform peaks (worker/waveform.py), all storage keys. Dedupe copies name
+    # the objects of the job they reuse; an object is deleted with the last live job
+    # naming it (shared/job_files.py).
+    playback_path: Mapped[str | None] = mapped_column(String(500))
+    playback_type: Mapped[str | None] = mapped_column(String(100))
+    waveform_path: Mapped[str | None] = mapped_column(String(500))
+    # display names given with PATCH /v1/jobs/{id}/speakers ({"SPEAKER_00": "Anna"}):
+    # per job, since dedupe copies share one result row
+    speaker_names: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
@@ -181,7 +192,29 @@ class Job(Base):
         Index("ix_jobs_finished", "finished_at"),
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_dedupe", "audio_sha256", "options_sha256"),
+        # every delete and retention looks for the jobs sharing its objects (dedupe
+        # copies name their original's: shared/job_files.py)
+        Index("ix_jobs_audio_path", "audio_path"),
+        Index("ix_jobs_playback_path", "playback_path"),
+        Index("ix_jobs_waveform_path", "waveform_path"),
     )
+
+
+class WebSession(Base):
+    """A signed-in browser (api/web): the cookie holds a random token, the row only its
+    SHA-256, so a database dump signs no one in. Ends at ``expires_at``, at sign-out, or
+    when its API key is revoked."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class JobResult(Base):

@@ -6,7 +6,9 @@
   ``DIARQ_RETENTION_RESULTS=true`` their results too (a privacy feature, SECURITY.md).
 - Direct uploads never used by a job, once they can no longer become one.
 
-Each function returns work for the caller (ids and keys); the storage deletes happen
+Each function returns work for the caller (ids and keys); what of a job's objects may
+go is planned in a short transaction (:func:`release_deleted`, :func:`release_expired`:
+dedupe copies may still name them, shared/job_files.py), the storage deletes happen
 outside any transaction, then :func:`forget_audio` records them with a compare-and-set
 on ``audio_path``, so two reapers never count one deletion twice and a row whose audio
 changed in between is left alone.
@@ -20,6 +22,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from diarq.shared.dedupe import detach_copies
+from diarq.shared.job_files import Release, plan_release
+from diarq.shared.jobs import as_utc
 from diarq.shared.orm import CANCELED, FAILED, SUCCEEDED, Job, JobResult, Upload, utcnow
 
 FINISHED = (SUCCEEDED, FAILED, CANCELED)
@@ -45,11 +49,41 @@ def audio_past_retention(session: Session, cutoff: datetime) -> list[tuple[str, 
         .order_by(Job.finished_at).limit(BATCH))]
 
 
+def release_deleted(session: Session, job_id: str) -> Release | None:
+    """What to delete of a deleted job that still names its objects (None: nothing
+    now); commits."""
+    job = session.get(Job, job_id, populate_existing=True)
+    release = None
+    if job is not None and job.deleted_at is not None and job.audio_path is not None:
+        release = plan_release(session, job)
+    session.commit()
+    return release
+
+
+def release_expired(session: Session, job_id: str, cutoff: datetime) -> Release | None:
+    """What to delete of a job whose audio is past retention, marked purged in the same
+    transaction: from then on it keeps no object alive for a dedupe copy (which keeps
+    what it names for its own retention period). None when the row changed; commits."""
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    release = None
+    finished = as_utc(job.finished_at) if job is not None else None
+    if (job is not None and job.deleted_at is None and job.audio_path is not None
+            and job.status in FINISHED and finished is not None and finished < cutoff):
+        release = plan_release(session, job)
+        job.audio_purged_at = utcnow()
+    session.commit()
+    return release
+
+
 def forget_audio(session: Session, job_id: str, audio_path: str, *, purged: bool) -> bool:
-    """The audio is gone from storage: clear ``audio_path`` (and, for retention, record
-    when); False when the row changed meanwhile."""
+    """The job's objects are released (deleted, or left to the dedupe copies still
+    naming them: shared/job_files.py): clear ``audio_path`` and the playback copy and
+    waveform with it (and, for retention, record when); False when the row changed
+    meanwhile."""
     now = utcnow()
-    values = {"audio_path": None, "updated_at": now}
+    values: dict[str, object] = {"audio_path": None, "playback_path": None,
+                                 "playback_type": None, "waveform_path": None,
+                                 "updated_at": now}
     if purged:
         values["audio_purged_at"] = now
     res = session.execute(update(Job).where(Job.id == job_id, Job.audio_path == audio_path)

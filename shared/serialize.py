@@ -67,7 +67,10 @@ def job_to_dict(job: Job, *, waiting: dict[str, Any] | None = None,
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "updated_at": iso(job.updated_at),
-        "links": {"self": f"/v1/jobs/{job.id}", "result": f"/v1/jobs/{job.id}/result"},
+        "links": {"self": f"/v1/jobs/{job.id}", "result": f"/v1/jobs/{job.id}/result",
+                  "audio": f"/v1/jobs/{job.id}/audio",
+                  "waveform": f"/v1/jobs/{job.id}/waveform",
+                  "speakers": f"/v1/jobs/{job.id}/speakers"},
     }
 
 

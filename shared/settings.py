@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     # jobs waiting in `queued`; 0 disables the limit. Answered with 429 + Retry-After.
     rate_limit_per_minute: int = Field(60, ge=0)
     max_queued_per_key: int = Field(100, ge=0)
+    # web app (api/web): how long a browser stays signed in, and whether its session
+    # cookie is Secure (None: when the request came over HTTPS; set true behind a proxy
+    # that terminates TLS)
+    web_session_hours: float = Field(24.0, gt=0)
+    web_cookie_secure: bool | None = None
     # reuse a finished result of the same audio + options + key (a request's `dedupe`
     # form field overrides this default)
     dedupe: bool = True

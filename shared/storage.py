@@ -70,9 +70,12 @@ def audio_key(job_id: str) -> str:
     return f"audio/{job_id[:2]}/{job_id}"
 
 
+JOBS_PREFIX = "jobs/"
+
+
 def job_prefix(job_id: str) -> str:
     """Objects derived from a job's audio (transcoded copy, peaks) live under this."""
-    return f"jobs/{job_id}/"
+    return f"{JOBS_PREFIX}{job_id}/"
 
 
 def references_prefix(job_id: str) -> str:
@@ -83,6 +86,14 @@ def references_prefix(job_id: str) -> str:
 
 def reference_key(job_id: str, index: int) -> str:
     return f"{references_prefix(job_id)}{index}"
+
+
+def media_key(job_id: str, attempt: str, suffix: str) -> str:
+    """An object one attempt derives from the job's audio for the web page (its playback
+    copy ``.webm``, its waveform peaks ``.peaks``): under the job's prefix, so it goes
+    with the job; named per attempt, so an attempt that lost the job (cancelled, taken
+    over) deletes only its own."""
+    return f"{job_prefix(job_id)}media/{attempt}{suffix}"
 
 
 def upload_key(upload_id: str) -> str:

@@ -245,6 +245,7 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
          celery: Celery) -> str:
     from celery.exceptions import SoftTimeLimitExceeded
 
+    from diarq.worker.job_media import JobMedia
     from diarq.worker.pipeline import JobCancelled, run_pipeline
 
     t0 = time.perf_counter()
@@ -266,11 +267,15 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
                 log.info("audio downloaded seconds=%.3f bytes=%s", fetch_s, claim.audio_bytes)
             references = [_reference(stack, storage, settings, claim.job_id, i)
                           for i in range(len(options.speaker_references or []))]
+            # the web page's waveform and playback copy, made from the same local copy
+            media = stack.enter_context(JobMedia(storage, settings, path, claim.job_id))
             result = run_pipeline(path, options, registry=registry,
                                   progress=monitor.progress,
                                   should_cancel=monitor.should_cancel, job_id=claim.job_id,
                                   audio_name=claim.audio_filename or "the upload",
-                                  references=references)
+                                  references=references, on_audio=media.on_audio)
+            # inside the block: ffmpeg may still be reading the local copy
+            files = media.finish()
     except JobCancelled:
         log.info("cancelled while running")
         return "canceled"
@@ -292,9 +297,12 @@ def _run(settings: Settings, claim: jobs.Claim, monitor: JobMonitor, registry: A
     def _succeed() -> bool:
         with session_scope(settings) as session:
             return jobs.succeed(session, claim.job_id, claim.token, data,
-                                voices=result.voices if settings.keep_voices else None)
+                                voices=result.voices if settings.keep_voices else None,
+                                media=files)
 
     stored = with_db_retry(_succeed, "result write")
+    if not stored:  # cancelled, deleted or taken over meanwhile: the files are no one's
+        media.discard(files)
     log.info("finished outcome=%s seconds=%.3f", "succeeded" if stored else "lost",
              time.perf_counter() - t0)
     if stored:

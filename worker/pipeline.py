@@ -101,13 +101,17 @@ def run_pipeline(
     job_id: str | None = None,
     audio_name: str | None = None,
     references: Sequence[Path] = (),
+    on_audio: Callable[[Any], None] | None = None,
 ) -> Result:
     """Run the whole pipeline on ``audio_path``; raise DiarqError subclasses with codes.
 
     ``audio_name``: what messages call the audio (the uploaded file's name; default the
     name of ``audio_path``, which on a server is a storage name the user never saw).
     ``references``: the voice reference files of ``options.speaker_references``, in the
-    same order."""
+    same order.
+    ``on_audio``: called once with the decoded 16 kHz samples (mono, or (channels,
+    samples) for a multichannel job): the worker computes the waveform peaks from them
+    instead of decoding the file a second time."""
     settings = registry.settings if registry is not None else get_settings()
     if settings.bench_trivial_pipeline_s is not None:
         return _bench_trivial(settings.bench_trivial_pipeline_s, job_id)
@@ -124,7 +128,8 @@ def run_pipeline(
     device.reset_peak()
     try:
         return _run_stages(audio_path, options, registry, settings, _Reporter(
-            progress, should_cancel), job_id, audio_name, device, references, wanted)
+            progress, should_cancel), job_id, audio_name, device, references, wanted,
+            on_audio)
     finally:
         device.release()  # GPU memory goes back between jobs (and after a failed one)
 
@@ -132,7 +137,8 @@ def run_pipeline(
 def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, settings: Any,
                 report: _Reporter, job_id: str | None, audio_name: str | None,
                 device: Any, references: Sequence[Path],
-                wanted: list[SpeakerReference]) -> Result:
+                wanted: list[SpeakerReference],
+                on_audio: Callable[[Any], None] | None = None) -> Result:
     from diarq.shared.media import SAMPLE_RATE, probe_audio
     from diarq.worker.assign import assign_all
     from diarq.worker.audio import decode_audio
@@ -155,6 +161,8 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
     clips = [_decode_reference(path, i, ref.name) for i, (path, ref)
              in enumerate(zip(references, wanted, strict=True))]
     duration = audio.shape[-1] / SAMPLE_RATE
+    if on_audio is not None:
+        on_audio(audio)
     timings["decode"] = time.perf_counter() - t0
     report.finish()
 

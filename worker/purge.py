@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from diarq.shared import retention
 from diarq.shared.db import session_scope
+from diarq.shared.job_files import delete_objects
 from diarq.shared.orm import utcnow
 from diarq.shared.settings import Settings
 from diarq.shared.storage import Storage, StorageUnavailable
@@ -46,7 +47,11 @@ def _objects(settings: Settings, storage: Storage, done: dict[str, list[str]]) -
     with session_scope(settings) as session:
         deleted = retention.deleted_with_audio(session)
     for job_id, key in deleted:
-        storage.delete_job(job_id, key)
+        with session_scope(settings) as session:
+            release = retention.release_deleted(session, job_id)
+        if release is None:
+            continue
+        delete_objects(storage, release)
         with session_scope(settings) as session:
             if retention.forget_audio(session, job_id, key, purged=False):
                 done["deleted"].append(job_id)
@@ -55,7 +60,11 @@ def _objects(settings: Settings, storage: Storage, done: dict[str, list[str]]) -
         with session_scope(settings) as session:
             old = retention.audio_past_retention(session, cutoff)
         for job_id, key in old:
-            storage.delete_job(job_id, key)
+            with session_scope(settings) as session:
+                release = retention.release_expired(session, job_id, cutoff)
+            if release is None:
+                continue
+            delete_objects(storage, release)
             with session_scope(settings) as session:
                 if retention.forget_audio(session, job_id, key, purged=True):
                     done["audio"].append(job_id)

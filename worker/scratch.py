@@ -81,10 +81,7 @@ def local_audio(storage: Storage, key: str, settings: Settings, *, job_id: str,
             f"the worker's scratch directory has {free >> 20} MB free and this recording "
             f"needs {size >> 20} MB; free space there or point DIARQ_SCRATCH_DIR at a larger "
             "disk, then submit the file again", code="scratch_full")
-    path = directory / f"{job_id}-{uuid.uuid4().hex[:8]}{SUFFIX}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released by close, or by the kernel when we die
+    with _held_file(directory, job_id) as path:
         t0 = time.perf_counter()
         _download(storage, key, path, settings)
         seconds = time.perf_counter() - t0
@@ -93,6 +90,26 @@ def local_audio(storage: Storage, key: str, settings: Settings, *, job_id: str,
                              "differs): it was changed or damaged there; submit it again",
                              code="audio_corrupt")
         yield path, seconds
+
+
+@contextmanager
+def scratch_file(settings: Settings, stem: str) -> Iterator[Path]:
+    """A new empty file in this machine's scratch directory for something the worker
+    makes before storing it (the playback copy): swept like a download if the process
+    dies, deleted when the block ends."""
+    directory = scratch_audio_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    with _held_file(directory, stem) as path:
+        yield path
+
+
+@contextmanager
+def _held_file(directory: Path, stem: str) -> Iterator[Path]:
+    path = directory / f"{stem}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by close, or by the kernel when we die
+        yield path
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)

@@ -192,9 +192,12 @@ def test_two_machines_share_only_database_broker_and_store(stack: Stack, moto: M
                                                            tmp_path: Path) -> None:
     """An API and a worker with different data directories, working directories and local
     storage folders: an upload through the API and a direct upload, processed by the real
-    offline pipeline on the other 'machine'."""
+    offline pipeline on the other 'machine', and the web page's waveform and audio it
+    leaves in the store."""
     if not (ROOT / "models" / "diarization").is_dir():
         pytest.fail("offline models missing: run `make models` (diarq models prepare) first")
+    from diarq.worker.waveform import decode
+
     api_home, worker_home = tmp_path / "api-machine", tmp_path / "worker-machine"
     for home in (api_home, worker_home):
         (home / "data").mkdir(parents=True)
@@ -240,6 +243,21 @@ def test_two_machines_share_only_database_broker_and_store(stack: Stack, moto: M
                 text = " ".join(s["text"] for s in result["segments"]).lower()
                 assert "country" in text, text
                 assert result["timings"]["download"] >= 0
+                # the web page's waveform: computed by the worker from its scratch copy,
+                # stored under the job's prefix in the bucket, served by the API
+                peaks = requests.get(f"{url}/v1/jobs/{job_id}/waveform", headers=auth,
+                                     timeout=10)
+                assert peaks.status_code == 200, peaks.text
+                rate, per_pair, pairs = decode(peaks.content)
+                assert (rate, per_pair) == (16000, 160)
+                assert abs(len(pairs) - result["audio"]["duration"] * 100) <= 2
+                assert pairs[:, 1].max() > 20  # speech, not silence
+                key = stack.rows([job_id])[job_id].waveform_path
+                assert key.startswith(f"jobs/{job_id}/")
+                assert f"diarq/{key}" in _bucket_keys(stack, moto)
+                audio = requests.get(f"{url}/v1/jobs/{job_id}/audio", headers={
+                    **auth, "Range": "bytes=0-43"}, timeout=10)
+                assert audio.status_code == 206 and audio.content[:4] == b"RIFF"
     finally:
         worker.stop()
     # neither machine kept a copy: the API streamed into the store, the worker's scratch

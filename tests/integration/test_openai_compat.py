@@ -14,8 +14,8 @@ import requests
 from tests.integration.keys import bearer, create_key_with_cli
 from tests.integration.services import (
     ROOT,
-    WorkerProcess,
     check_spec,
+    real_pipeline_worker,
     running_api,
 )
 from tests.integration.test_jobs import submit
@@ -30,14 +30,8 @@ SHEILA_ALONE = (21.8, 28.4)
 
 @pytest.fixture(scope="module")
 def real_worker(settings, service_env, log_dir):  # noqa: ANN001, ANN201
-    if not (ROOT / "models" / "diarization").is_dir():
-        pytest.fail("offline models missing: run `make models` (diarq models prepare) first")
-    worker = WorkerProcess("openai", service_env, log_dir, queues=QUEUE)
-    try:
-        worker.wait_ready(timeout=240, marker="models loaded")
+    with real_pipeline_worker("openai", service_env, log_dir, QUEUE) as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 @pytest.fixture(scope="module")

@@ -66,3 +66,11 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     result = json.loads(out)
     assert len(result["speakers"]) >= 2 and result["segments"]
     assert not list((purelib / "diarq").rglob("var"))  # nothing written into the install
+    # the web app's templates and scripts ship as package data
+    served = _run([str(python), "-c", (
+        "from diarq.api import create_app\n"
+        "from diarq.shared.settings import load_settings\n"
+        "c = create_app({'DIARQ_SETTINGS': load_settings(auth='off')}).test_client()\n"
+        "print([c.get(u).status_code for u in ('/', '/static/job.js', '/static/app.css')])")],
+        cwd=work, env=env)
+    assert served.strip() == "[200, 200, 200]"

@@ -77,11 +77,18 @@ def test_tsv_milliseconds_and_no_tabs_in_cells():
 
 
 def test_rttm_sorted_turns_with_ids():
-    out = render(_result(("Anna", "Boris")), "rttm")
+    out = render(_result(), "rttm")
     assert out == (
         "SPEAKER job1 1 0.000 2.000 <NA> <NA> SPEAKER_00 <NA> <NA>\n"
         "SPEAKER job1 1 3723.000 1.500 <NA> <NA> SPEAKER_01 <NA> <NA>\n"
     )
+
+
+def test_rttm_uses_names_as_one_token():
+    out = render(_result(("Anna Maria", None)), "rttm")
+    assert out.splitlines()[0].split() == [
+        "SPEAKER", "job1", "1", "0.000", "2.000", "<NA>", "<NA>", "Anna_Maria", "<NA>", "<NA>"]
+    assert " SPEAKER_01 " in out.splitlines()[1]
 
 
 def test_json_round_trips():
