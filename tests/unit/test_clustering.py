@@ -191,3 +191,4 @@ def test_stage_merges_confirms_and_drops() -> None:
     assert speakers == [[0]] and dropped == [[1]]
     speakers, _ = decide_speakers(emb[[0, 5]], speech[[0, 5]], params, min_speakers=2)
     assert sorted(speakers) == [[0], [1]]
+    assert decide_speakers(emb[:1], speech[:1], params) == ([[0]], [])

@@ -14,9 +14,11 @@ segmentation and the audio. Steps:
    (``clean_speech``; at most ``speech_cap`` seconds) is embedded once with
    ECAPA-TDNN (``ecapa``); candidates are merged, confirmed or dropped on those
    embeddings and absolute amounts of speech, within the caller's bounds;
-3. **splits** when ``num_speakers``/``min_speakers`` ask for more speakers than
-   the groups give: the speaker with the most chunk embeddings is re-clustered
-   into two (complete linkage on GE2E) until the count is reached;
+3. **more speakers** when ``num_speakers``/``min_speakers`` ask for more than
+   the groups give, cheapest first: speakers that pyannote's cannot-link rule
+   forces (more local speakers at once than speakers); else candidates are taken
+   back out of merges (the least typical first); else the least typical chunk
+   embedding of the largest speaker starts a new one, until the count is reached;
 4. **assignment**: every chunk embedding goes to a final speaker (candidates keep
    their speaker; the rest by GE2E centroid), under pyannote's rule that the
    local speakers of one chunk are different people (constrained assignment).
@@ -37,7 +39,7 @@ from pyannote.core import SlidingWindowFeature
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from worker.diarization.clean_speech import clean_speech, pooled_audio
-from worker.diarization.speaker_stage import StageParams, decide_speakers
+from worker.diarization.speaker_stage import StageParams, decide_speakers, undo_merge
 
 CHUNK_THRESHOLD = 0.37
 WINDOW_CHUNKS = 240  # 5 min at the pipeline's 1.25 s chunk hop
@@ -45,7 +47,6 @@ SPEECH_CAP = 10.0  # seconds of clean speech embedded per candidate
 EMBED_MIN_SPEECH = 1.0  # candidates with less get no speaker embedding
 # a candidate keeps its speaker in the final assignment unless cannot-link forbids
 KEEP_BONUS = 2.0
-SPLIT_SAMPLE = 2000
 
 Embedder = Callable[[list[np.ndarray]], np.ndarray]
 
@@ -106,8 +107,33 @@ class SpeakerClustering(BaseClustering):
                                              self.speech_cap) for c in embedded])
         speakers, _ = decide_speakers(cand_emb, speech[embedded], self.stage,
                                       min_speakers=min_k, max_speakers=max_k)
-        # train embedding -> speaker (-1: decided by the assignment)
-        label = np.full(num_cand, -1, dtype=np.int64)
+        active = np.sum(np.nan_to_num(segmentations.data), axis=1) > 0  # (chunks, local)
+        hard, soft, voice = self._assign_speakers(embeddings, chunk_idx, speaker_idx, train,
+                                                  candidates, embedded, speakers, cand_emb,
+                                                  speech)
+        if len(voice) < min_k:
+            # more speakers asked for than found: first those the segmentation forces
+            # (more local speakers at once than speakers left), which costs the least
+            forced = _forced_speakers(soft, min_k - len(voice), active, self.constrained_argmax)
+            if forced is not None:
+                hard, soft = forced
+                voice += [None] * (min_k - len(voice))
+            else:  # then merged candidates apart again, then chunk embeddings split
+                while len(speakers) < min_k and undo_merge(speakers, cand_emb @ cand_emb.T):
+                    pass
+                hard, soft, voice = self._assign_speakers(
+                    embeddings, chunk_idx, speaker_idx, train, candidates, embedded, speakers,
+                    cand_emb, speech, min_k, x)
+        return hard, soft, self._voices(voice, waveform, segmentations, hard)
+
+    def _assign_speakers(self, embeddings: np.ndarray, chunk_idx: np.ndarray,
+                         speaker_idx: np.ndarray, train: np.ndarray, candidates: np.ndarray,
+                         embedded: np.ndarray, speakers: list[list[int]], cand_emb: np.ndarray,
+                         speech: np.ndarray, min_k: int = 1, x: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]:
+        """Final assignment for these speakers (lists of embedded candidates); with ``x``
+        given, the largest speakers are split until there are ``min_k``."""
+        label = np.full(int(candidates.max()) + 1, -1, dtype=np.int64)
         for k, members in enumerate(speakers):
             label[embedded[members]] = k
         train_speaker = label[candidates]
@@ -116,13 +142,13 @@ class SpeakerClustering(BaseClustering):
         if not speakers:
             train_speaker[:] = 0
             voice = [None]
-        while len(voice) < min_k:
-            if not _split_largest(x, train_speaker, self.chunk_threshold):
+        while x is not None and len(voice) < min_k:
+            if not _split_largest(x, train_speaker):
                 break
             voice.append(None)
         hard, soft, _ = _assign(embeddings, chunk_idx, speaker_idx, train, train_speaker,
                                 len(voice), self.constrained_argmax)
-        return hard, soft, self._voices(voice, waveform, segmentations, hard)
+        return hard, soft, voice
 
     def _embed(self, waves: list[np.ndarray]) -> np.ndarray:
         if not waves:
@@ -140,12 +166,36 @@ class SpeakerClustering(BaseClustering):
             clean = clean_speech(segmentations, hard.astype(np.int64))
             waves = [pooled_audio(waveform, self.sample_rate, clean, k, self.speech_cap)
                      for k in missing]
+            # a speaker heard only over others (a forced one) has no clean speech
+            waves = [w if len(w) >= 0.1 * self.sample_rate else
+                     _active_audio(waveform, self.sample_rate, segmentations, hard, k,
+                                   self.speech_cap) for w, k in zip(waves, missing, strict=True)]
             have = [i for i, w in enumerate(waves) if len(w) >= 0.1 * self.sample_rate]
             emb = self._embed([waves[i] for i in have]) if have else None
             for j, i in enumerate(have):
                 voice[missing[i]] = emb[j]  # type: ignore[index]
         dim = self.speaker_dimension
         return np.vstack([v if v is not None else np.zeros(dim) for v in voice])
+
+
+def _active_audio(waveform: np.ndarray, sample_rate: int, segmentations: SlidingWindowFeature,
+                  hard: np.ndarray, k: int, cap: float) -> np.ndarray:
+    """Up to ``cap`` seconds of the frames where speaker k is active, overlap or not."""
+    window = segmentations.sliding_window
+    data = np.nan_to_num(np.asarray(segmentations.data)) > 0.5
+    res = window.duration / data.shape[1]
+    pieces, total = [], 0.0
+    for c, s in zip(*np.nonzero(hard == k), strict=True):
+        frames = np.flatnonzero(data[c, :, s])
+        if len(frames) == 0:
+            continue
+        a = int((window.start + c * window.step + frames[0] * res) * sample_rate)
+        b = int((window.start + c * window.step + (frames[-1] + 1) * res) * sample_rate)
+        pieces.append(waveform[a:b])
+        total += (b - a) / sample_rate
+        if total >= cap:
+            break
+    return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
 
 
 def _waveform(file: Any) -> np.ndarray:
@@ -185,9 +235,26 @@ def _weighted_mean(v: np.ndarray, w: np.ndarray) -> np.ndarray:
     return mean / max(float(np.linalg.norm(mean)), 1e-8)
 
 
-def _split_largest(x: np.ndarray, train_speaker: np.ndarray, threshold: float) -> bool:
-    """Split the speaker with the most embeddings in two (complete linkage); False when
-    no speaker has two embeddings."""
+def _forced_speakers(soft: np.ndarray, extra: int, active: np.ndarray,
+                     constrained_argmax: Callable[[np.ndarray], np.ndarray]
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``extra`` more speakers that get only what pyannote's cannot-link rule forces on
+    them (a chunk with more active local speakers than speakers left puts the rest on
+    an extra one); None unless every extra speaker gets an active local speaker."""
+    below = float(np.nanmin(soft)) - 1.0
+    padded = np.concatenate([soft, np.full(soft.shape[:2] + (extra,), below)], axis=2)
+    padded[~active] = below - 1.0  # inactive local speakers never decide
+    hard = constrained_argmax(padded)
+    used = set(hard[active].tolist())
+    if not all(k in used for k in range(soft.shape[2], soft.shape[2] + extra)):
+        return None
+    return hard, padded
+
+
+def _split_largest(x: np.ndarray, train_speaker: np.ndarray) -> bool:
+    """A new speaker from the speaker with the most embeddings: its embedding least like
+    the speaker's centroid (a few seconds of speech move, so a count asked for that the
+    voices do not show costs little); False when no speaker has two embeddings."""
     labels = train_speaker[train_speaker >= 0]
     if len(labels) == 0:
         return False
@@ -196,17 +263,8 @@ def _split_largest(x: np.ndarray, train_speaker: np.ndarray, threshold: float) -
     if sizes[k] < 2:
         return False
     idx = np.flatnonzero(train_speaker == k)
-    # at most SPLIT_SAMPLE embeddings (evenly spaced) are clustered; the rest join
-    # the nearer half (bounded time and memory on long recordings)
-    sample = idx[np.linspace(0, len(idx) - 1, min(len(idx), SPLIT_SAMPLE)).astype(int)]
-    two = fcluster(linkage(x[sample], method="complete", metric="cosine"), 2,
-                   criterion="maxclust") - 1
-    if two.max() == 1:
-        halves = np.stack([x[sample[two == h]].mean(axis=0) for h in (0, 1)])
-        two = np.argmax(x[idx] @ halves.T, axis=1)
-    if two.min() == two.max():  # identical embeddings: split in time order
-        two = (np.arange(len(idx)) >= len(idx) // 2).astype(int)
-    train_speaker[idx[two == 1]] = int(train_speaker.max()) + 1
+    centroid = x[idx].mean(axis=0)
+    train_speaker[idx[int(np.argmin(x[idx] @ centroid))]] = int(train_speaker.max()) + 1
     return True
 
 

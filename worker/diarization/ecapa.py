@@ -59,10 +59,11 @@ class EcapaEmbedding:
         return self
 
     @torch.inference_mode()
-    def __call__(self, waveforms: list[np.ndarray], batch_seconds: float = 240.0) -> np.ndarray:
+    def __call__(self, waveforms: list[np.ndarray], batch_seconds: float = 60.0) -> np.ndarray:
         """(len(waveforms), 192) L2-normalised embeddings; each waveform float32 mono
         16 kHz of at least 0.1 s. Batches group similar lengths (padding is masked
-        by relative lengths, as SpeechBrain does)."""
+        by relative lengths, as SpeechBrain does); ``batch_seconds`` of audio per batch
+        bounds memory (ECAPA's activations: ~1 GB per 60 s of audio)."""
         out = np.zeros((len(waveforms), DIMENSION), dtype=np.float32)
         order = sorted(range(len(waveforms)), key=lambda i: len(waveforms[i]))
         start = 0

@@ -5,18 +5,21 @@ Each candidate with enough clean speech gets one embedding of its pooled clean
 speech from a strong speaker model. Here those candidates become speakers:
 
 1. average-linkage agglomeration of the candidates on the cosine similarity of
-   their embeddings, stopped below ``merge_similarity`` (same-speaker candidates
-   score about 0.5-0.8, different people below 0.3 on meetings);
+   their embeddings, stopped below ``merge_similarity`` (on the eval meetings
+   same-speaker candidates score about 0.45-0.9, different people mostly below
+   0.4, impure candidates in between);
 2. a group with less than ``small_speech`` seconds of clean speech is kept only if
-   it is far from every larger speaker (similarity below ``small_similarity``),
-   otherwise it joins the nearest; below ``min_speech`` seconds a group is no
+   it is far from every larger speaker (similarity below ``small_similarity``;
+   with no larger speaker, below ``short_pair_similarity`` from the other short
+   groups: two short, noisy embeddings need more agreement), otherwise it joins
+   the nearest; below ``min_speech`` seconds a group is no
    speaker at all (its speech is given to the nearest speaker later). Both are
    absolute durations, so a person who talks for 20 s is a speaker in a
    3-minute call and in a 2-hour meeting alike;
 3. the count is then brought inside the caller's bounds: too many -> the
    smallest short speaker, else the most similar pair, is merged; too few -> the
-   dropped groups come back (most speech first); the caller splits speakers if
-   that still is not enough.
+   dropped groups come back (most speech first); the caller adds more
+   (``undo_merge`` takes candidates back out of a merge).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from scipy.cluster.hierarchy import fcluster, linkage
 
 @dataclass(frozen=True)
 class StageParams:
-    merge_similarity: float = 0.6
+    merge_similarity: float = 0.45
     small_speech: float = 8.0
-    small_similarity: float = 0.6
+    small_similarity: float = 0.45  # a short group joins a larger speaker from here
+    short_pair_similarity: float = 0.6  # ... another short group, when none is larger
     min_speech: float = 1.0
 
 
@@ -73,8 +77,10 @@ class Groups:
         """Merge the most similar pair while its similarity >= stop (scipy's average
         linkage, the same merges in O(n^2) time)."""
         n = len(self.members)
-        if n < 2 or any(len(m) > 1 for m in self.members):
+        if any(len(m) > 1 for m in self.members):
             raise ValueError("agglomerate starts from single candidates")
+        if n < 2:
+            return
         dist = np.clip(1.0 - self.sums[np.triu_indices(n, k=1)], 0.0, None)
         labels = fcluster(linkage(dist, method="average"), 1.0 - stop, criterion="distance") - 1
         member = np.zeros((int(labels.max()) + 1, n))
@@ -112,17 +118,40 @@ def decide_speakers(embeddings: np.ndarray, speech: np.ndarray, params: StagePar
     return groups.members, dropped_members
 
 
+def undo_merge(members: list[list[int]], sim: np.ndarray) -> bool:
+    """Take back one merge: of all candidates that share a speaker with others, the one
+    least like the rest of its speaker becomes a speaker of its own (one candidate's
+    speech moves, not half a speaker's); False when every speaker is one candidate."""
+    best: tuple[float, int, int] | None = None
+    for g, m in enumerate(members):
+        if len(m) < 2:
+            continue
+        sub = sim[np.ix_(m, m)]
+        rest = (sub.sum(axis=1) - np.diag(sub)) / (len(m) - 1)
+        i = int(np.argmin(rest))
+        if best is None or rest[i] < best[0]:
+            best = (float(rest[i]), g, m[i])
+    if best is None:
+        return False
+    _, g, c = best
+    members[g] = [i for i in members[g] if i != c]
+    members.append([c])
+    return True
+
+
 def _absorb_small(groups: Groups, params: StageParams) -> None:
     """Short groups close to a larger speaker (or, when none is larger, to another
     group) join it, the most similar pair first."""
     while len(groups) > 1:
         small = groups.speech < params.small_speech
         m = groups.similarities()
+        stop = params.short_pair_similarity
         if (~small).any():
             m[:, small] = -np.inf  # a short group joins a larger one
+            stop = params.small_similarity
         m[~small, :] = -np.inf  # ... and only short groups move
         g, h = np.unravel_index(np.argmax(m), m.shape)
-        if m[g, h] < params.small_similarity:
+        if m[g, h] < stop:
             return
         groups.merge(int(g), int(h))
 
