@@ -1,6 +1,8 @@
 """Diarization and transcription quality on a corpus of real recordings.
 
     .venv/bin/python bench/quality.py [CORPUS_DIR] [--out quality.json] [--profile offline]
+    .venv/bin/python bench/quality.py --repeat 6 --out repeat6.json
+    .venv/bin/python bench/quality.py --long-form [NAME ...] --out longform.json
 
 CORPUS_DIR (default ../shared/eval beside the checkout) holds ``<uri>.wav`` with
 ``<uri>.rttm`` references (``<uri>.uem`` = scored region where given) and, for
@@ -9,13 +11,19 @@ RTTM, diarization runs twice: automatic speaker count, and the true count given
 as ``num_speakers``. Reported:
 
 * DER (pyannote.metrics DiarizationErrorRate, overlap scored, UEM when given),
-  accumulated over files (total error time / total reference speech), with no
-  collar and with a 0.25 s collar on each side of every reference boundary
-  (pyannote's ``collar`` is the total width, so that is ``collar=0.5``);
+  accumulated over files (total error time / total reference speech), named by
+  pyannote's ``collar`` value (the total width of the forgiveness zone around
+  each reference boundary): ``collar=0``, ``collar=0.25`` (+-0.125 s) and
+  ``collar=0.5`` (+-0.25 s);
 * whether the number of speakers found equals the reference;
 * WER (jiwer; lower case, no punctuation) for recordings with a transcript, and
   cpWER (meeteval) where the transcript names its speakers (STM), through the
   full pipeline ``worker.pipeline.run_pipeline``.
+
+``--long-form`` scores the long recordings of ``bench/longform.py`` instead
+(10-60 min built from the eval clips, speakers keeping their identity across
+clips, unequal talk shares, tiled corpus): speaker count and DER per recording,
+by length, with the automatic count (``--given`` adds the true count).
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ from typing import Any
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parent.parent
 
-COLLARS = {"collar 0": 0.0, "collar 0.25 s": 0.5}  # name -> pyannote collar (total width)
+# name -> pyannote collar (total width: collar=0.5 forgives +-0.25 s around boundaries)
+COLLARS = {"collar=0": 0.0, "collar=0.25": 0.25, "collar=0.5": 0.5}
 
 
 @dataclass
@@ -89,7 +98,7 @@ def turns_to_annotation(turns: list[Any], uri: str) -> Any:
 
 
 def der_report(pairs: list[tuple[Any, Any, Any]]) -> dict[str, Any]:
-    """Accumulated DER per collar, and per-file DER (collar 0.25 s)."""
+    """Accumulated DER per collar, and per-file DER."""
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     out: dict[str, Any] = {}
@@ -224,10 +233,9 @@ def run(corpus: Path, settings: Any, with_wer: bool = True, repeat: int = 1) -> 
         "der": {mode: der_report(p) for mode, p in pairs.items()},
     }
     for mode, rep in report["der"].items():
-        for uri, value in rep["collar 0.25 s"]["per_file"].items():
-            files[uri][f"{mode}_der_collar025"] = value
-        for uri, value in rep["collar 0"]["per_file"].items():
-            files[uri][f"{mode}_der_collar0"] = value
+        for name in COLLARS:
+            for uri, value in rep[name]["per_file"].items():
+                files[uri][f"{mode}_der_{name}"] = value
     if with_wer:
         wer = {}
         for rec in recs:
@@ -240,24 +248,86 @@ def run(corpus: Path, settings: Any, with_wer: bool = True, repeat: int = 1) -> 
 
 def print_table(report: dict[str, Any]) -> None:
     print(f"profile {report['profile']}; diarization RTF {report['diarization_rtf']:.3f}")
-    print(f"{'file':<22} {'ref':>3} {'auto':>4} {'DER0':>6} {'DER.25':>6} "
-          f"{'DER.25 (n given)':>16}")
+    print("DER columns are pyannote collar values: collar=0.25 is +-0.125 s, collar=0.5 +-0.25 s")
+    print(f"{'file':<22} {'ref':>3} {'auto':>4} {'given':>5} {'c=0':>6} {'c=0.25':>6} "
+          f"{'c=0.5':>6} {'given c=0.25':>12} {'given c=0.5':>11}")
     for uri, r in report["files"].items():
         mark = "" if r["auto_speakers"] == r["reference_speakers"] else " *"
         print(f"{uri:<22} {r['reference_speakers']:>3} {r['auto_speakers']:>4} "
-              f"{100 * r['auto_der_collar0']:6.1f} {100 * r['auto_der_collar025']:6.1f} "
-              f"{100 * r['oracle_der_collar025']:16.1f}{mark}")
+              f"{r['oracle_speakers']:>5} {100 * r['auto_der_collar=0']:6.1f} "
+              f"{100 * r['auto_der_collar=0.25']:6.1f} {100 * r['auto_der_collar=0.5']:6.1f} "
+              f"{100 * r['oracle_der_collar=0.25']:12.1f} "
+              f"{100 * r['oracle_der_collar=0.5']:11.1f}{mark}")
     print(f"speaker count right: {report['speaker_count_right']}/{report['files_scored']}")
+    given_exact = sum(r["oracle_speakers"] == r["reference_speakers"]
+                      for r in report["files"].values())
+    print(f"num_speakers given: exactly that many in {given_exact}/{report['files_scored']}")
     for mode in ("auto", "oracle"):
         d = report["der"][mode]
-        c = d["collar 0.25 s"]
-        print(f"accumulated DER ({mode} count): collar 0 {100 * d['collar 0']['der']:.1f} %, "
-              f"collar 0.25 s {100 * c['der']:.1f} % (missed {100 * c['missed']:.1f}, "
-              f"false alarm {100 * c['false_alarm']:.1f}, confusion {100 * c['confusion']:.1f})")
+        print(f"accumulated DER ({mode} count): " + ", ".join(
+            f"{name} {100 * d[name]['der']:.1f} %" for name in COLLARS)
+            + " (collar=0.25: missed {:.1f}, false alarm {:.1f}, confusion {:.1f})".format(
+                *(100 * d["collar=0.25"][k] for k in ("missed", "false_alarm", "confusion"))))
     for uri, s in report.get("transcription", {}).items():
         extra = f", cpWER {100 * s['cpwer']:.1f} %" if "cpwer" in s else ""
         print(f"{uri}: WER {100 * s['wer']:.1f} % ({s['reference_words']} words, "
               f"{s['asr_model']}){extra}")
+
+
+def run_long_form(corpus: Path, settings: Any, names: list[str] | None = None,
+                  given: bool = False) -> dict[str, Any]:
+    """The long-form suite (bench/longform.py): count and DER per recording."""
+    from bench.longform import build_suite
+    from diarq.worker.diarization import load_diarizer
+
+    diarizer = load_diarizer(settings)
+    rows: dict[str, Any] = {}
+    pairs: dict[str, list[tuple[Any, Any, Any]]] = {"auto": [], "oracle": []}
+    for rec in build_suite(corpus, names or None):
+        true_n = len(rec.reference.labels())
+        row: dict[str, Any] = {"minutes": rec.minutes, "reference_speakers": true_n}
+        for mode, n in (("auto", None), ("oracle", true_n)) if given else (("auto", None),):
+            t0 = time.perf_counter()
+            turns = diarizer.diarize(rec.audio, num_speakers=n)
+            row[f"{mode}_rtf"] = (time.perf_counter() - t0) / (len(rec.audio) / 16000)
+            hyp = turns_to_annotation(turns, rec.name)
+            pairs[mode].append((rec.reference, hyp, rec.uem))
+            row[f"{mode}_speakers"] = len(hyp.labels())
+            one = der_report([(rec.reference, hyp, rec.uem)])
+            for name in COLLARS:
+                row[f"{mode}_der_{name}"] = one[name]["der"]
+        rows[rec.name] = row
+        print(f"  {rec.name}: {rec.minutes:.1f} min, reference {true_n}, found "
+              f"{row['auto_speakers']}", file=sys.stderr)
+    within = sum(abs(r["auto_speakers"] - r["reference_speakers"]) <= 1 for r in rows.values())
+    return {
+        "profile": settings.profile,
+        "diarizer": diarizer.describe(),
+        "recordings": rows,
+        "count_within_1": within,
+        "recordings_scored": len(rows),
+        "der": {mode: {k: {kk: vv for kk, vv in v.items() if kk != "per_file"}
+                       for k, v in der_report(p).items()}
+                for mode, p in pairs.items() if p},
+    }
+
+
+def print_long_form(report: dict[str, Any]) -> None:
+    print(f"long-form suite, profile {report['profile']} (DER: pyannote collar values)")
+    print(f"{'recording':<14} {'min':>5} {'ref':>4} {'auto':>4} {'c=0.25':>7} {'c=0.5':>7} "
+          f"{'RTF':>6}  {'given':>5} {'c=0.25':>7} {'c=0.5':>7}")
+    for name, r in sorted(report["recordings"].items(), key=lambda kv: kv[1]["minutes"]):
+        line = (f"{name:<14} {r['minutes']:5.1f} {r['reference_speakers']:>4} "
+                f"{r['auto_speakers']:>4} {100 * r['auto_der_collar=0.25']:7.1f} "
+                f"{100 * r['auto_der_collar=0.5']:7.1f} {r['auto_rtf']:6.4f}")
+        if "oracle_speakers" in r:
+            line += (f"  {r['oracle_speakers']:>5} {100 * r['oracle_der_collar=0.25']:7.1f} "
+                     f"{100 * r['oracle_der_collar=0.5']:7.1f}")
+        print(line)
+    print(f"count within +-1: {report['count_within_1']}/{report['recordings_scored']}")
+    for mode, d in report["der"].items():
+        print(f"accumulated DER ({mode} count): " + ", ".join(
+            f"{name} {100 * d[name]['der']:.1f} %" for name in COLLARS))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,12 +339,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="score each recording as N copies back to back (length "
                              "robustness: the same speakers, longer); implies --no-wer")
+    parser.add_argument("--long-form", nargs="*", metavar="NAME", default=None,
+                        help="score the long-form suite (bench/longform.py), all of it or "
+                             "the recordings named")
+    parser.add_argument("--given", action="store_true",
+                        help="with --long-form: also run with the true number of speakers")
     args = parser.parse_args(argv)
 
     from diarq.shared.settings import load_settings
 
     overrides = {"profile": args.profile} if args.profile else {}
     settings = load_settings(**overrides)
+    if args.long_form is not None:
+        report = run_long_form(args.corpus, settings, args.long_form, given=args.given)
+        print_long_form(report)
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=1, default=float))
+        return 0
     report = run(args.corpus, settings, with_wer=not args.no_wer and args.repeat <= 1,
                  repeat=max(1, args.repeat))
     print_table(report)

@@ -246,7 +246,7 @@ class SpeakerVoice(Base):
     model: Mapped[str] = mapped_column(String(200), nullable=False)
     dim: Mapped[int] = mapped_column(Integer, nullable=False)
     vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # float32, little-endian
-    # seconds of the speaker's clean speech the embedding was computed from
+    # the speaker's talk time in the recording (how much voice the embedding had)
     seconds: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow

@@ -23,7 +23,7 @@ class VoiceSet:
 
     model: str
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)  # clean speech behind each
+    seconds: dict[str, float] = field(default_factory=dict)  # each speaker's talk time
 
 
 def store_voices(session: Session, job_id: str, voices: VoiceSet) -> None:

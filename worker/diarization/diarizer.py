@@ -11,6 +11,7 @@ import numpy as np
 from diarq.shared.errors import AudioError
 from diarq.shared.media import SAMPLE_RATE
 from diarq.shared.result import Turn
+from diarq.shared.voices import VoiceSet
 from diarq.worker.runtime import set_torch_threads
 from diarq.worker.turns import SpeakerTurns, exclusive_from_overlapping
 
@@ -47,10 +48,13 @@ class _Progress:
 class Diarizer:
     """A loaded pyannote diarization pipeline (kept per process by the registry)."""
 
-    def __init__(self, pipeline: Any, *, info: dict[str, Any], threads: int = 0) -> None:
+    def __init__(self, pipeline: Any, *, info: dict[str, Any], threads: int = 0,
+                 voice_model: str | None = None) -> None:
         self.pipeline = pipeline
         self.info = info
         self.threads = threads
+        # what the speakers' voice embeddings are (None: this pipeline gives none)
+        self.voice_model = voice_model
 
     def describe(self) -> dict[str, Any]:
         return dict(self.info)
@@ -108,7 +112,8 @@ class Diarizer:
         else:
             exclusive = exclusive_from_overlapping(turns)
         hook.report(1.0)
-        return SpeakerTurns(turns=turns, exclusive=exclusive)
+        return SpeakerTurns(turns=turns, exclusive=exclusive,
+                            voices=_voices(output, annotation, names, self.voice_model, turns))
 
 
 def _to_turns(annotation: Any, names: dict[str, str]) -> list[Turn]:
@@ -128,3 +133,25 @@ def _to_turns(annotation: Any, names: dict[str, str]) -> list[Turn]:
         name = names.setdefault(label, f"SPEAKER_{len(names):02d}")
         turns.append(Turn(start=round(start, 3), end=round(end, 3), speaker=name))
     return turns
+
+
+def _voices(output: Any, annotation: Any, names: dict[str, str], model: str | None,
+            turns: list[Turn]) -> VoiceSet | None:
+    """One L2-normalised voice embedding per output speaker: pyannote's
+    ``speaker_embeddings`` (the clustering's centroids; offline: ECAPA vectors of each
+    speaker's pooled clean speech), whose rows follow the annotation's sorted labels."""
+    rows = getattr(output, "speaker_embeddings", None)
+    if rows is None or model is None:
+        return None
+    rows = np.asarray(rows, dtype=np.float32)
+    voices = VoiceSet(model=model)
+    for i, label in enumerate(annotation.labels()):
+        name = names.get(str(label))
+        if name is None or i >= len(rows):
+            continue
+        norm = float(np.linalg.norm(rows[i]))
+        if norm > 0 and np.all(np.isfinite(rows[i])):
+            voices.vectors[name] = rows[i] / norm
+            voices.seconds[name] = round(sum(t.end - t.start for t in turns
+                                             if t.speaker == name), 3)
+    return voices if voices.vectors else None

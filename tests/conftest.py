@@ -1,0 +1,11 @@
+"""Suite-wide hooks."""
+
+from __future__ import annotations
+
+from diarq.worker.diarization.speechbrain_compat import forget_lazy_placeholders
+
+
+def pytest_runtest_setup(item) -> None:  # noqa: ANN001
+    # an earlier test (or collection) may have imported speechbrain through pyannote:
+    # its lazy placeholder modules make hypothesis crash (speechbrain_compat.py)
+    forget_lazy_placeholders()
