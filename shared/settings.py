@@ -102,9 +102,9 @@ class Settings(BaseSettings):
     # store each speaker's voice embedding with the job (biometric data, SECURITY.md)
     keep_voices: bool = True
     # voice references: a diarized speaker takes a reference's name when the cosine
-    # similarity of their voice vectors is at least this (GE2E; calibrated on AMI,
-    # BENCHMARKS.md "Voice references")
-    voice_match_threshold: float = Field(0.76, ge=-1.0, le=1.0)
+    # similarity of their voice vectors is at least this (ECAPA; calibrated on the eval
+    # recordings, BENCHMARKS.md "Voice references")
+    voice_match_threshold: float = Field(0.45, ge=-1.0, le=1.0)
     # multichannel: a channel's sound more than this many dB below the loudest channel
     # at that moment is crosstalk (another person's voice bleeding into this microphone)
     multichannel_bleed_db: float = Field(15.0, gt=0)

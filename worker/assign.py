@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -195,9 +195,10 @@ def first_appearance_order(segments: Sequence[Segment], turns: Sequence[Turn]) -
 
 def relabel(
     segments: Sequence[Segment], turns: Sequence[Turn], exclusive: Sequence[Turn] = ()
-) -> tuple[list[Segment], list[Turn], list[str], list[Turn]]:
+) -> tuple[list[Segment], list[Turn], list[str], list[Turn], dict[str, str]]:
     """Rename speakers SPEAKER_00.. in order of first appearance; return the renamed
-    segments and turns, the new id order, and the renamed exclusive turns."""
+    segments and turns, the new id order, the renamed exclusive turns and the renaming
+    (old label -> new)."""
     order = first_appearance_order(segments, turns)
     mapping = {old: f"SPEAKER_{i:02d}" for i, old in enumerate(order)}
 
@@ -215,7 +216,7 @@ def relabel(
     ]
     new_turns = [t.model_copy(update={"speaker": mapping[t.speaker]}) for t in turns]
     new_exclusive = [t.model_copy(update={"speaker": m(t.speaker)}) for t in exclusive]
-    return new_segments, new_turns, [mapping[o] for o in order], new_exclusive
+    return new_segments, new_turns, [mapping[o] for o in order], new_exclusive, mapping
 
 
 def talk_times(turns: Sequence[Turn]) -> dict[str, float]:
@@ -260,6 +261,9 @@ class Assignment:
     turns: list[Turn]
     exclusive: list[Turn]
     speakers: list[Speaker]
+    # the diarizer's label -> the label it got here (things keyed by the diarizer's
+    # labels, such as the speakers' voices, are renamed with it)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def assign_all(
@@ -295,9 +299,10 @@ def assign_all(
     with_speakers = assign_word_speakers(segments, deciding)
     if split:
         with_speakers = split_at_speaker_changes(with_speakers, language)
-    new_segments, new_turns, order, new_exclusive = relabel(with_speakers, turns, exclusive)
+    new_segments, new_turns, order, new_exclusive, labels = relabel(with_speakers, turns,
+                                                                    exclusive)
     return Assignment(new_segments, new_turns, new_exclusive,
-                      build_speakers(order, new_turns, participants))
+                      build_speakers(order, new_turns, participants), labels=labels)
 
 
 def assign(

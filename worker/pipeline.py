@@ -260,15 +260,18 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
             for c, segs in enumerate(per_track)])
         turns, exclusive = found.turns, found.exclusive
         speakers = channel_speakers(channels, turns, participants)
+        voices = None
     else:
         out = assign_all(per_track[0], found.turns, exclusive=found.exclusive,
                          participants=participants, language=language)
         segments, turns, exclusive, speakers = out.segments, out.turns, out.exclusive, \
             out.speakers
+        voices = _renamed(found.voices, out.labels)
     voice_info = None
     if clips and speakers:
         registry.before_torch_stage()
-        speakers, voice_info = _name_by_voice(registry, speakers, tracks, turns, clips, wanted)
+        speakers, voice_info = _name_by_voice(registry, speakers, tracks, turns, clips, wanted,
+                                              voices)
     # the samples are no longer needed: free them before building the result
     del audio, tracks, clips
     timings["assign"] = time.perf_counter() - t0
@@ -305,8 +308,19 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
     )
     # the speakers' voice embeddings travel with the result, outside its JSON (the
     # worker keeps them in the database: biometric data, shared/voices.py)
-    result._voices = found.voices
+    result._voices = voices
     return result
+
+
+def _renamed(voices: Any, labels: dict[str, str]) -> Any:
+    """The diarizer's VoiceSet with the result's speaker labels (None stays None)."""
+    if voices is None:
+        return None
+    from diarq.shared.voices import VoiceSet
+
+    return VoiceSet(model=voices.model,
+                    vectors={labels[k]: v for k, v in voices.vectors.items() if k in labels},
+                    seconds={labels[k]: s for k, s in voices.seconds.items() if k in labels})
 
 
 @dataclass
@@ -363,14 +377,21 @@ def _decode_reference(path: Path, index: int, name: str) -> np.ndarray:
 
 def _name_by_voice(registry: Any, speakers: list[Speaker], tracks: Sequence[np.ndarray],
                    turns: Sequence[Turn], clips: Sequence[np.ndarray],
-                   wanted: Sequence[SpeakerReference]) -> tuple[list[Speaker], dict[str, Any]]:
-    """Speakers whose voice matches a reference take its name (worker/voices.py)."""
+                   wanted: Sequence[SpeakerReference],
+                   voices: Any = None) -> tuple[list[Speaker], dict[str, Any]]:
+    """Speakers whose voice matches a reference take its name (worker/voices.py). The
+    diarizer's own voice vectors are used when its model is the encoder's (offline:
+    the speaker-level ECAPA stage already embedded each speaker's pooled speech)."""
     from diarq.worker.voices import match_references, pool_by_name, similarities
 
     encoder = registry.voice_encoder()
     threshold = registry.settings.voice_match_threshold
     vectors: dict[str, np.ndarray] = {}
+    if voices is not None and voices.model == encoder.model_name:
+        vectors = dict(voices.vectors)
     for speaker in speakers:
+        if speaker.id in vectors:
+            continue
         # multichannel: a speaker's voice is on their own channel only
         track = tracks[speaker.channel - 1] if speaker.channel else tracks[0]
         mine = [t for t in turns if t.speaker == speaker.id] if speaker.channel else turns

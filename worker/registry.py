@@ -118,7 +118,7 @@ class ModelRegistry:
     # --- voices -------------------------------------------------------------
     def voice_encoder(self) -> Any:
         """The encoder of voice references (worker/voices.py), loaded on first use: only
-        jobs with references need it. Its weights are the offline GE2E file, which
+        jobs with references need it. Its weights are the offline ECAPA file, which
         `diarq models prepare` assembles in either profile."""
         from diarq.worker.offline_models import offline_model_paths, require_offline_models
         from diarq.worker.voices import VoiceEncoder
@@ -126,7 +126,7 @@ class ModelRegistry:
         with self._lock:
             if self._voice_encoder is None:
                 require_offline_models(self.settings.model_dir, ["diarization"])
-                weights = offline_model_paths(self.settings.model_dir).embedding
+                weights = offline_model_paths(self.settings.model_dir).speaker_embedding
                 self._voice_encoder = VoiceEncoder(weights, self.device)
             return self._voice_encoder
 

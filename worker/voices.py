@@ -4,9 +4,10 @@ Two parts, kept apart so that either can be replaced on its own:
 
 * :class:`VoiceEncoder`, the one place that turns speech into voice vectors: one vector
   per diarized speaker (from that speaker's clean, non-overlapped speech) and one per
-  reference clip, with the same model. Today that model is the offline GE2E encoder the
-  diarization uses (``worker/diarization/ge2e.py``); a stronger speaker-level embedding
-  replaces it here, behind the same two methods.
+  reference clip, with the same model: the ECAPA-TDNN speaker embedding of the offline
+  diarization's speaker-level stage (``worker/diarization/ecapa.py``). Where the
+  diarizer already made its speakers' vectors with that model (the offline profile),
+  those are used as they are (``VoiceEncoder.model_name`` tells them apart).
 * :func:`match_references`, pure: cosine similarity between every speaker and every
   reference; the best pair takes its name first, then the best of the rest (greedy by
   score, so a confident match is never traded for two weaker ones), one reference per
@@ -31,7 +32,8 @@ from diarq.worker.turns import clean_spans
 # slivers carry the neighbour's voice) unless the speaker has nothing longer
 MIN_SPAN_S = 0.5
 # enough speech for a stable vector; longer speakers are cut to their longest stretches
-MAX_SPEAKER_S = 120.0
+# (ECAPA costs about 0.3 s of CPU per second of speech)
+MAX_SPEAKER_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -115,33 +117,35 @@ def speaker_samples(audio: np.ndarray, turns: Sequence[Turn], *,
 
 
 class VoiceEncoder:
-    """Voice vectors of speech (GE2E, 256-d): the model :func:`match_references` is
-    calibrated for. Loaded once per worker process by the registry."""
+    """Voice vectors of speech (ECAPA-TDNN, 192-d, unit length): the model
+    :func:`match_references` is calibrated for. Loaded once per worker process by the
+    registry."""
 
-    description = "GE2E LSTM 256-d (weights from resemblyzer 0.1.4)"
+    description = "ECAPA-TDNN 192-d, SpeechBrain spkrec-ecapa-voxceleb"
 
     def __init__(self, weights: Path, device: str = "cpu") -> None:
         import torch
 
-        from diarq.worker.diarization.ge2e import GE2EEmbedding
+        from diarq.worker.diarization.ecapa import EcapaEmbedding
 
-        self.model = GE2EEmbedding(weights, torch.device(device))
+        self.model = EcapaEmbedding(weights, torch.device(device))
+        # the diarizer's voice model name: its vectors are this encoder's
+        self.model_name = self.model.name
 
     def embed(self, audio: np.ndarray) -> np.ndarray | None:
         """The vector of one stretch of 16 kHz mono speech; None when too short."""
-        import torch
-
-        wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None, None]
-        vec = self.model(wav)[0]
-        return None if np.isnan(vec).any() else vec
+        if len(audio) < MIN_SPAN_S * SAMPLE_RATE:
+            return None
+        vec = self.model([np.ascontiguousarray(audio, dtype=np.float32)])[0]
+        return None if not np.isfinite(vec).all() else vec
 
     def speaker_vectors(self, audio: np.ndarray,
                         turns: Sequence[Turn]) -> dict[str, np.ndarray]:
         """One vector per speaker of ``turns``, from their clean speech in ``audio``;
         speakers without enough clean speech get none (and cannot be matched)."""
-        out = {}
-        for speaker, samples in speaker_samples(audio, turns).items():
-            vec = self.embed(samples)
-            if vec is not None:
-                out[speaker] = vec
-        return out
+        samples = {s: a for s, a in speaker_samples(audio, turns).items()
+                   if len(a) >= MIN_SPAN_S * SAMPLE_RATE}
+        if not samples:
+            return {}
+        vectors = self.model(list(samples.values()))
+        return {s: v for s, v in zip(samples, vectors, strict=True) if np.isfinite(v).all()}
