@@ -4,8 +4,12 @@ worker whose models cannot load failing jobs with an actionable code."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 
+from diarq.shared.db import session_scope
+from diarq.shared.orm import SpeakerVoice
 from diarq.shared.serialize import overall_progress
+from diarq.shared.voices import load_voices
 from tests.integration.services import ROOT, WorkerProcess, check_spec, wait_until
 from tests.integration.test_jobs import submit
 
@@ -45,5 +49,23 @@ def test_real_pipeline_end_to_end(app_for_queue, service_env, log_dir, data_dir)
         assert "Anna" in txt and "Boris" in txt
         rttm = client.get(f"/v1/jobs/{job['id']}/result?format=rttm").get_data(as_text=True)
         assert rttm.startswith("SPEAKER ")
+
+        # each speaker's voice is kept in the database (never in the result), under the
+        # result's labels, and goes with the job
+        assert "voice" not in str(sorted(result)) and "vector" not in str(result)
+        with session_scope(settings_of(client)) as session:
+            voices = load_voices(session, job["id"])
+        assert voices is not None and "ecapa" in voices.model.lower()
+        assert set(voices.vectors) == {s["id"] for s in result["speakers"]}
+        assert all(v.shape == (192,) for v in voices.vectors.values())
+        assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
+        with session_scope(settings_of(client)) as session:
+            left = session.scalar(select(func.count()).select_from(SpeakerVoice)
+                                  .where(SpeakerVoice.job_id == job["id"]))
+        assert left == 0
     finally:
         worker.stop()
+
+
+def settings_of(client):  # noqa: ANN001, ANN201
+    return client.application.extensions["diarq"].settings
