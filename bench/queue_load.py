@@ -9,8 +9,11 @@
    the API: upload, hash, ffprobe, INSERT, enqueue);
 3. worker RSS after each of N real offline-pipeline jobs (needs `diarq models prepare`).
 4. ``--storage-compare``: submit throughput at 8 clients with the local storage backend
-   and with S3 (moto in server mode on 127.0.0.1), alternating rounds in one run so both
-   see the same machine load; prints the S3/local ratio (target >= 0.8).
+   and with S3 on 127.0.0.1 (``--s3-server``: moto in server mode, s3rver, or both),
+   alternating rounds in one run so all see the same machine load; prints the S3/local
+   ratio (target >= 0.8), the CPU per submit of the API and of the S3 server, and the
+   ratio of the API's CPU per submit (what an API-bound deployment with the store on
+   other machines would see).
 
 ``--parsers diarq,werkzeug,multipart`` instead compares multipart parsers (phase 2 at 8
 clients, interleaved rounds; bench/upload_parsers.py).
@@ -22,6 +25,7 @@ end. Every loop is bounded; the script stops by itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import shutil
@@ -296,65 +300,121 @@ def phase_parsers(env: dict[str, str], tmp: Path, parsers: list[str], rounds: in
               "(median of per-round ratios)")
 
 
+# s3rver (npm) is installed on first use into this git-ignored folder, at the version
+# measured in BENCHMARKS.md
+S3RVER = "s3rver@3.7.1"
+S3RVER_DIR = ROOT / "bench" / ".s3rver"
+S3_SERVERS = ("moto", "s3rver")
+
+
+def s3rver_script() -> Path:
+    """s3rver's command-line script, installed with npm when missing."""
+    script = S3RVER_DIR / "node_modules" / "s3rver" / "bin" / "s3rver.js"
+    if not script.is_file():
+        if not (shutil.which("npm") and shutil.which("node")):
+            raise SystemExit("s3rver needs Node.js and npm (apt-get install nodejs npm)")
+        subprocess.run(["npm", "install", "--prefix", str(S3RVER_DIR), "--no-audit",
+                        "--no-fund", "--silent", S3RVER], check=True)
+    return script
+
+
 @contextmanager
-def moto_s3(tmp: Path) -> Iterator[dict[str, str]]:
-    """moto in server mode on a free loopback port with a fresh bucket; yields the
-    environment of a diarq process storing there."""
+def s3_server(kind: str, tmp: Path) -> Iterator[tuple[dict[str, str], int]]:
+    """An S3 server on a free loopback port with a fresh bucket ``diarq-bench``: moto in
+    server mode (one Python process, objects in memory) or s3rver (one Node.js process,
+    objects in files under ``tmp``). Yields (the environment of a diarq process storing
+    there, the server's pid)."""
     import boto3
 
     port = free_port()
-    creds = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
-             "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
-    log = open(tmp / "moto.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=log, stderr=subprocess.STDOUT,
+    if kind == "moto":
+        creds = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    elif kind == "s3rver":
+        # s3rver's built-in account (it accepts no other)
+        creds = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"}
+        argv = ["node", str(s3rver_script()), "-d", str(tmp / f"s3rver-{port}"),
+                "-a", "127.0.0.1", "-p", str(port), "--silent"]
+    else:
+        raise SystemExit(f"unknown S3 server {kind!r} (one of {', '.join(S3_SERVERS)})")
+    creds |= {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+    log_path = tmp / f"{kind}-{port}.log"
+    log = open(log_path, "w")  # noqa: SIM115
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, **creds}, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                          aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
     try:
-        wait_healthy(url, "/moto-api/")
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                     aws_access_key_id="bench",
-                     aws_secret_access_key="bench-secret").create_bucket(Bucket="diarq-bench")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.create_bucket(Bucket="diarq-bench")
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{kind} did not start: "
+                                     f"{log_path.read_text()[-2000:]}") from None
+                time.sleep(0.2)
         yield {"DIARQ_STORAGE_URL": "s3://diarq-bench/bench", "DIARQ_S3_ENDPOINT_URL": url,
-               "MOTO_PID": str(proc.pid), **creds}
+               **creds}, proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         log.close()
 
 
-def phase_storage_compare(env: dict[str, str], tmp: Path, submits: int,
-                          rounds: int = 3) -> None:
+def phase_storage_compare(env: dict[str, str], tmp: Path, submits: int, rounds: int = 3,
+                          servers: tuple[str, ...] = ("moto",)) -> None:
     """Local vs S3 backend: API submits/s at 8 clients, 1 MB WAV, rounds alternating."""
     print(f"\n[4] storage backends: submits/s at 8 clients, 1 MB WAV, {submits} submits per "
-          f"round, {rounds} rounds each, alternating (S3: moto server on 127.0.0.1, "
-          "sharing the cores)")
+          f"round, {rounds} rounds each, alternating (S3: {' and '.join(servers)} on "
+          "127.0.0.1, sharing the cores)")
     one_mb = make_wav(tmp / "1mb-s3.wav", 32.77)
-    rates: dict[str, list[float]] = {"local": [], "s3": []}
-    with moto_s3(tmp) as s3:
-        moto_pid = int(s3.pop("MOTO_PID"))
+    names = ["local"] + [f"s3/{kind}" for kind in servers]
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    api_cpu: dict[str, list[float]] = {name: [] for name in names}
+    store_cpu: dict[str, list[float]] = {name: [] for name in names}
+    with contextlib.ExitStack() as stack:
+        backends: list[tuple[str, dict[str, str], list[int]]] = [("local", {}, [])]
+        for kind in servers:
+            extra, pid = stack.enter_context(s3_server(kind, tmp))
+            backends.append((f"s3/{kind}", extra, [pid]))
         for n in range(rounds):
-            for name, extra in (("local", {}), ("s3", s3)):
+            for name, extra, server in backends:
                 port = free_port()
                 api = Proc(["api", "--port", str(port)], {**env, **extra},
-                           tmp / f"api-{name}-{n}.log")
+                           tmp / f"api-{name.replace('/', '-')}-{n}.log")
                 url = f"http://127.0.0.1:{port}"
                 try:
                     wait_healthy(url)
                     _level(url, one_mb, 8, 16)  # warm-up: imports, connection pools
-                    a0, m0 = cpu_seconds([api.p.pid]), cpu_seconds([moto_pid])
+                    a0, m0 = cpu_seconds([api.p.pid]), cpu_seconds(server)
                     _, errors, wall = _level(url, one_mb, 8, submits)
                     api_ms = (cpu_seconds([api.p.pid]) - a0) / submits * 1000
-                    moto_ms = (cpu_seconds([moto_pid]) - m0) / submits * 1000
+                    store_ms = (cpu_seconds(server) - m0) / submits * 1000
                 finally:
                     api.stop()
+                if errors:
+                    raise SystemExit(f"{name}: {len(errors)} errors, first: {errors[0][:300]}")
                 rates[name].append(submits / wall)
-                print(f"    round {n + 1} {name:5s}: {submits / wall:6.1f} submits/s   errors "
-                      f"{len(errors)}   CPU/submit: API {api_ms:.1f} ms, S3 server (moto) "
-                      f"{moto_ms:.1f} ms", flush=True)
-    local, s3r = statistics.median(rates["local"]), statistics.median(rates["s3"])
-    print(f"    median: local {local:.1f}/s, s3 {s3r:.1f}/s, ratio s3/local {s3r / local:.2f} "
-          f"(target >= 0.80)")
+                api_cpu[name].append(api_ms)
+                store_cpu[name].append(store_ms)
+                print(f"    round {n + 1} {name:9s}: {submits / wall:6.1f} submits/s   "
+                      f"CPU/submit: API {api_ms:.1f} ms, S3 server {store_ms:.1f} ms   "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+    local_rate = statistics.median(rates["local"])
+    local_api = statistics.median(api_cpu["local"])
+    print("    medians (ratio: of the submit rates; API-CPU ratio: local's API CPU per "
+          "submit over this backend's, what an API-bound deployment with the store on "
+          "other machines would see):")
+    for name in names:
+        rate, api_ms = statistics.median(rates[name]), statistics.median(api_cpu[name])
+        print(f"    {name:9s} {rate:6.1f} submits/s   ratio {rate / local_rate:.2f}   API "
+              f"{api_ms:.1f} ms + S3 server {statistics.median(store_cpu[name]):.1f} ms per "
+              f"submit   API-CPU ratio {local_api / api_ms:.2f}")
+    print("    (target: S3 >= 0.80 x local submits/s)")
 
 
 def rss_kib(pid: int) -> int:
@@ -434,7 +494,10 @@ def main() -> None:
     ap.add_argument("--real-jobs", type=int, default=50, help="0 skips the RSS phase")
     ap.add_argument("--real-audio", type=Path, default=ROOT / "tests" / "data" / "jfk.wav")
     ap.add_argument("--storage-compare", action="store_true",
-                    help="run only phase 4: local vs S3 (moto) submit throughput")
+                    help="run only phase 4: local vs S3 submit throughput")
+    ap.add_argument("--s3-server", default="moto",
+                    help="with --storage-compare: the loopback S3 server(s), comma-separated: "
+                         f"{', '.join(S3_SERVERS)} (s3rver is installed with npm on first use)")
     ap.add_argument("--client", choices=("raw", "requests"), default="raw",
                     help="throughput phase: prebuilt multipart body over http.client (raw) "
                          "or requests building it per submit")
@@ -453,7 +516,8 @@ def main() -> None:
         if args.storage_compare:
             print(f"diarq storage bench: {os.cpu_count()} cores, load average "
                   f"{os.getloadavg()[0]:.1f} at start")
-            phase_storage_compare(env, tmp, args.submits, args.rounds)
+            phase_storage_compare(env, tmp, args.submits, args.rounds,
+                                  tuple(args.s3_server.split(",")))
             print(f"    load average {os.getloadavg()[0]:.1f} at the end")
             return
         run(args, env, tmp, prefix, url, port)

@@ -32,9 +32,9 @@ from queue_load import (
     ROOT,
     Proc,
     free_port,
-    moto_s3,
     process_tree,
     rss_kib,
+    s3_server,
     scratch_stack,
     wait_healthy,
 )
@@ -169,8 +169,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"diarq storage bench: {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f} at start")
-    with scratch_stack() as (env, tmp, _prefix), moto_s3(tmp) as s3:
-        s3.pop("MOTO_PID")
+    with scratch_stack() as (env, tmp, _prefix), s3_server("moto", tmp) as (s3, _pid):
         env = {**env, **s3, "DIARQ_MAX_UPLOAD_MB": str(int(args.gb * 1100) + 64)}
         port = free_port()
         url = f"http://127.0.0.1:{port}"

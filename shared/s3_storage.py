@@ -83,6 +83,11 @@ class S3Storage(Storage):
             max_pool_connections=32,
         )
         session = boto3.session.Session(region_name=region)
+        # boto3, not obstore, although obstore costs less CPU per request
+        # (bench/s3_requests.py, BENCHMARKS.md): obstore hangs in a process forked after
+        # its parent used it (Celery's prefork pool forks replacement processes from the
+        # main process, whose reaper thread uses the store) and cannot list unfinished
+        # multipart uploads
         self.client = session.client("s3", endpoint_url=endpoint_url, config=config)
         # presigned URLs name the endpoint clients reach (it may differ from the API's)
         self.presigner = session.client("s3", endpoint_url=public_endpoint_url or endpoint_url,
