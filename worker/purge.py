@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from diarq.shared import retention
 from diarq.shared.db import session_scope
@@ -43,31 +44,36 @@ def purge_once(settings: Settings, storage: Storage) -> dict[str, list[str]]:
     return done
 
 
-def _objects(settings: Settings, storage: Storage, done: dict[str, list[str]]) -> None:
-    with session_scope(settings) as session:
-        deleted = retention.deleted_with_audio(session)
-    for job_id, key in deleted:
+def _release_all(settings: Settings, storage: Storage, jobs: list[tuple[str, str]],
+                 release_of: Any, *, purged: bool) -> list[str]:
+    """For each (job, audio key): plan the release in its own transaction, delete the
+    objects nothing else names, then forget the audio on the row; the jobs done."""
+    out = []
+    for job_id, key in jobs:
         with session_scope(settings) as session:
-            release = retention.release_deleted(session, job_id)
+            release = release_of(session, job_id)
         if release is None:
             continue
         delete_objects(storage, release)
         with session_scope(settings) as session:
-            if retention.forget_audio(session, job_id, key, purged=False):
-                done["deleted"].append(job_id)
+            if retention.forget_audio(session, job_id, key, purged=purged):
+                out.append(job_id)
+    return out
+
+
+def _objects(settings: Settings, storage: Storage, done: dict[str, list[str]]) -> None:
+    with session_scope(settings) as session:
+        deleted = retention.deleted_with_audio(session)
+    done["deleted"] += _release_all(settings, storage, deleted, retention.release_deleted,
+                                    purged=False)
     if settings.retention_days:
         cutoff = utcnow() - timedelta(days=settings.retention_days)
         with session_scope(settings) as session:
             old = retention.audio_past_retention(session, cutoff)
-        for job_id, key in old:
-            with session_scope(settings) as session:
-                release = retention.release_expired(session, job_id, cutoff)
-            if release is None:
-                continue
-            delete_objects(storage, release)
-            with session_scope(settings) as session:
-                if retention.forget_audio(session, job_id, key, purged=True):
-                    done["audio"].append(job_id)
+        done["audio"] += _release_all(
+            settings, storage, old,
+            lambda session, job_id: retention.release_expired(session, job_id, cutoff),
+            purged=True)
     with session_scope(settings) as session:
         unused = retention.unused_uploads(session, now=utcnow(),
                                           use_window_s=retention.UPLOAD_USE_WINDOW_S)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,8 +71,9 @@ def server(settings, web_env: dict[str, str], real_worker, log_dir: Path) -> Ite
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser(server: str):  # noqa: ANN201
+@contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, closed after the block."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -79,6 +82,12 @@ def browser(server: str):  # noqa: ANN201
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server: str):  # noqa: ANN201
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="module")

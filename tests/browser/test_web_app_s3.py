@@ -24,7 +24,7 @@ from diarq.shared.orm import SUCCEEDED, Job, JobResult, utcnow
 from diarq.shared.storage import audio_key, media_key
 from diarq.shared.storage_backend import open_storage
 from diarq.worker.waveform import waveform_file
-from tests.browser.conftest import launch_chromium
+from tests.browser.conftest import chromium_browser
 from tests.browser.synthetic import synthetic_result
 from tests.browser.test_web_app import sign_in, wait_js
 from tests.integration.conftest import PG_ADMIN, REDIS_URL
@@ -58,14 +58,8 @@ def s3_deployment(moto: MotoServer, tmp_path_factory) -> Iterator[tuple[Any, str
 @pytest.fixture(scope="module")
 def browser():  # noqa: ANN201
     """Chromium without the module-wide server of conftest.py (no worker is needed)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 def _stored_job(stack: Any, folder: Path) -> str:
