@@ -192,3 +192,22 @@ def test_stage_merges_confirms_and_drops() -> None:
     speakers, _ = decide_speakers(emb[[0, 5]], speech[[0, 5]], params, min_speakers=2)
     assert sorted(speakers) == [[0], [1]]
     assert decide_speakers(emb[:1], speech[:1], params) == ([[0]], [])
+
+
+class StrictVoiceModel(VoiceModel):
+    """A stand-in that, like ECAPA (NaN on an empty input), refuses too little audio."""
+
+    def __call__(self, waves: list[np.ndarray]) -> np.ndarray:
+        assert all(len(w) >= 0.5 * SR for w in waves), [len(w) for w in waves]
+        return super().__call__(waves)
+
+
+def test_speech_only_in_fragments_is_not_embedded() -> None:
+    """A voice whose clean speech (about 6 s) is all in 0.25 s fragments, shorter than
+    the pooled runs' minimum, gives no audio to embed: it is not sent to the model, and
+    the two main speakers are still told apart."""
+    fixed = {2: [0.25] * 40}
+    rec = _recording(_timeline({0: 0.6, 1: 0.4}, 180, np.random.default_rng(13), fixed), 3)
+    hard = _cluster(rec, StrictVoiceModel(3))
+    majority = {s: int(np.bincount(hard[rec.truth == s]).argmax()) for s in (0, 1)}
+    assert majority[0] != majority[1]

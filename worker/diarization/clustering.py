@@ -45,6 +45,7 @@ CHUNK_THRESHOLD = 0.37
 WINDOW_CHUNKS = 240  # 5 min at the pipeline's 1.25 s chunk hop
 SPEECH_CAP = 10.0  # seconds of clean speech embedded per candidate
 EMBED_MIN_SPEECH = 1.0  # candidates with less get no speaker embedding
+MIN_EMBED_AUDIO = 0.5  # seconds of pooled audio an embedding needs (ECAPA: NaN on none)
 # a candidate keeps its speaker in the final assignment unless cannot-link forbids
 KEEP_BONUS = 2.0
 
@@ -102,9 +103,13 @@ class SpeakerClustering(BaseClustering):
         clean = clean_speech(segmentations, grid)
         num_cand = int(candidates.max()) + 1
         speech = clean.seconds(num_cand)
-        embedded = np.flatnonzero(speech >= self.embed_min_speech)
-        cand_emb = self._embed([pooled_audio(waveform, self.sample_rate, clean, int(c),
-                                             self.speech_cap) for c in embedded])
+        pooled = {int(c): pooled_audio(waveform, self.sample_rate, clean, int(c),
+                                       self.speech_cap)
+                  for c in np.flatnonzero(speech >= self.embed_min_speech)}
+        # clean speech made only of runs too short to pool gives no audio to embed
+        embedded = np.array([c for c, w in pooled.items()
+                             if len(w) >= MIN_EMBED_AUDIO * self.sample_rate], dtype=np.int64)
+        cand_emb = self._embed([pooled[int(c)] for c in embedded])
         speakers, _ = decide_speakers(cand_emb, speech[embedded], self.stage,
                                       min_speakers=min_k, max_speakers=max_k)
         active = np.sum(np.nan_to_num(segmentations.data), axis=1) > 0  # (chunks, local)
