@@ -1,0 +1,219 @@
+"""Clustering variants scored on cached first passes: the offline pipeline, run once.
+
+    .venv/bin/python bench/clustering_sweep.py [CORPUS] --sets single,repeat6,long \
+        --variant base --variant 'min_speech=3' --variant 'speech_cap=4,small_speech=10'
+
+Segmentation and GE2E embeddings are computed once per recording and kept in
+``bench/out/sweep-cache/`` (by recording name); ECAPA embeddings of pooled speech
+are memoised by the audio's hash, so a variant that only changes speaker-stage
+decisions costs clustering, reconstruction and scoring, not the models. The code
+path is the pipeline's own (``OfflineSpeakerDiarization.__call__``), only
+``get_segmentations``/``get_embeddings`` are served from the cache. A variant is
+``key=value`` pairs: ``StageParams`` fields, or ``SpeakerClustering`` attributes
+(``chunk_threshold``, ``window_chunks``, ``speech_cap``, ``embed_min_speech``).
+Prints count right and DER (both collars) per set; ``--verbose`` per recording.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # bench.* as a namespace package when run as a script
+
+from bench.quality import (  # noqa: E402
+    COLLARS,
+    der_report,
+    find_recordings,
+    read_rttm,
+    read_uem,
+    repeated,
+    turns_to_annotation,
+)
+
+CACHE = ROOT / "bench" / "out" / "sweep-cache"
+
+
+def recordings(corpus: Path, sets: list[str], long_names: list[str] | None = None
+               ) -> list[tuple[str, str, Any, Any, Any]]:
+    """(set, name, audio, reference, uem) of every recording of the sets asked for."""
+    from diarq.worker.audio import decode_audio
+
+    out = []
+    if "single" in sets or "repeat6" in sets:
+        for rec in find_recordings(corpus):
+            if rec.rttm is None:
+                continue
+            ref, uem, audio = read_rttm(rec.rttm), read_uem(rec.uem), decode_audio(rec.wav)
+            if "single" in sets:
+                out.append(("single", rec.uri, audio, ref, uem))
+            if "repeat6" in sets:
+                a, r, u = repeated(audio, ref, uem, 6)
+                out.append(("repeat6", rec.uri + "-x6", a, r, u))
+    if "long" in sets:
+        from bench.longform import build_suite
+
+        for rec in build_suite(corpus, long_names):
+            out.append(("long", rec.name, rec.audio, rec.reference, rec.uem))
+    return out
+
+
+class CachedPasses:
+    """Serves the pipeline's segmentation and embedding passes from disk by uri."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.get_seg, self.get_emb = pipeline.get_segmentations, pipeline.get_embeddings
+        pipeline.get_segmentations = self.segmentations
+        pipeline.get_embeddings = self.embeddings
+
+    def _cached(self, uri: str, kind: str, compute: Any) -> Any:
+        path = CACHE / f"{uri}.{kind}.pkl"
+        if path.is_file():
+            return pickle.loads(path.read_bytes())
+        value = compute()
+        CACHE.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(value))
+        return value
+
+    def segmentations(self, file: Any, **kw: Any) -> Any:
+        return self._cached(file["uri"], "seg", lambda: self.get_seg(file, **kw))
+
+    def embeddings(self, file: Any, *args: Any, **kw: Any) -> Any:
+        return self._cached(file["uri"], "emb", lambda: self.get_emb(file, *args, **kw))
+
+
+class MemoEmbedding:
+    """ECAPA embeddings memoised by the waveform's bytes (persisted)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.path = CACHE / "ecapa.pkl"
+        self.memo: dict[str, np.ndarray] = (pickle.loads(self.path.read_bytes())
+                                            if self.path.is_file() else {})
+        self.seconds = 0.0
+
+    def __call__(self, waves: list[np.ndarray]) -> np.ndarray:
+        keys = [hashlib.sha1(np.ascontiguousarray(w, np.float32).tobytes()).hexdigest()
+                for w in waves]
+        todo = [i for i, k in enumerate(keys) if k not in self.memo]
+        if todo:
+            emb = self.model([waves[i] for i in todo])
+            for j, i in enumerate(todo):
+                self.memo[keys[i]] = emb[j]
+        self.seconds += sum(len(w) for w in waves) / 16000
+        return np.stack([self.memo[k] for k in keys]) if keys else np.zeros((0, 192))
+
+    def save(self) -> None:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(pickle.dumps(self.memo))
+
+
+def apply_variant(clustering: Any, base_stage: Any, spec: str) -> None:
+    from diarq.worker.diarization import clustering as mod
+
+    stage_fields = {f.name for f in dataclasses.fields(base_stage)}
+    stage_kw: dict[str, float] = {}
+    defaults = {"chunk_threshold": mod.CHUNK_THRESHOLD, "window_chunks": mod.WINDOW_CHUNKS,
+                "track_iou": 0.0, "track_split": 1,
+                "speech_cap": mod.SPEECH_CAP, "embed_min_speech": mod.EMBED_MIN_SPEECH}
+    for k, v in defaults.items():
+        setattr(clustering, k, v)
+    for part in filter(None, spec.split(",")):
+        if part == "base":
+            continue
+        key, value = part.split("=")
+        if key in stage_fields:
+            stage_kw[key] = float(value)
+        elif key in defaults:
+            setattr(clustering, key, type(defaults[key])(float(value)))
+        else:
+            raise SystemExit(f"unknown parameter {key}")
+    clustering.stage = dataclasses.replace(base_stage, **stage_kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("corpus", nargs="?", type=Path, default=ROOT.parent / "shared" / "eval")
+    parser.add_argument("--sets", default="single,repeat6,long")
+    parser.add_argument("--variant", action="append", default=None)
+    parser.add_argument("--long-names", help="comma-separated subset of the long-form suite")
+    parser.add_argument("--given", action="store_true", help="also with the true count")
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from diarq.shared.settings import load_settings
+    from diarq.worker.diarization import load_diarizer
+
+    diarizer = load_diarizer(load_settings())
+    torch.set_num_threads(2)
+    pipeline = diarizer.pipeline
+    CachedPasses(pipeline)
+    memo = MemoEmbedding(pipeline.clustering.speaker_embedding)
+    pipeline.clustering.speaker_embedding = memo
+    base_stage = pipeline.clustering.stage
+    recs = recordings(args.corpus, args.sets.split(","),
+                      args.long_names.split(",") if args.long_names else None)
+    report: dict[str, Any] = {}
+    for spec in args.variant or ["base"]:
+        apply_variant(pipeline.clustering, base_stage, spec)
+        modes = [("auto", None), ("given", True)] if args.given else [("auto", None)]
+        res: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        memo.seconds = 0.0
+        audio_s = 0.0
+        for set_name, name, audio, ref, uem in recs:
+            true_n = len(ref.labels())
+            audio_s += len(audio) / 16000
+            for mode, given in modes:
+                out = pipeline({"waveform": torch.from_numpy(audio)[None], "sample_rate": 16000,
+                                "uri": name}, num_speakers=true_n if given else None)
+                from diarq.worker.diarization.diarizer import _to_turns
+
+                hyp = turns_to_annotation(_to_turns(out.speaker_diarization, {}), name)
+                s = res.setdefault(f"{set_name}/{mode}", {"pairs": [], "rows": {}})
+                s["pairs"].append((ref, hyp, uem))
+                found = len(hyp.labels())
+                one = der_report([(ref, hyp, uem)])
+                s["rows"][name] = (true_n, found, *(one[c]["der"] for c in COLLARS))
+            memo.save()
+        summary = {}
+        for key, s in res.items():
+            d = der_report(s["pairs"])
+            rows = s["rows"].values()
+            right = sum(r[0] == r[1] for r in rows)
+            within = sum(abs(r[0] - r[1]) <= 1 for r in rows)
+            summary[key] = {"right": right, "within1": within, "n": len(rows),
+                            **{c: d[c]["der"] for c in COLLARS}, "rows": s["rows"]}
+            print(f"{spec:<40} {key:<16} right {right:>2}/{len(rows)} (+-1 {within:>2}) "
+                  f"DER c=0.25 {100 * d['collar=0.25']['der']:5.1f} "
+                  f"c=0.5 {100 * d['collar=0.5']['der']:5.1f}", flush=True)
+            if args.verbose:
+                for name, r in s["rows"].items():
+                    print(f"    {name:<24} ref {r[0]:>2} found {r[1]:>2} "
+                          f"c=0.25 {100 * r[3]:5.1f}", flush=True)
+        print(f"{spec:<40} ecapa audio {memo.seconds:.0f} s = {memo.seconds / audio_s:.3f} "
+              f"x audio; wall {time.perf_counter() - t0:.0f} s", flush=True)
+        report[spec] = summary
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
