@@ -211,3 +211,25 @@ def test_speech_only_in_fragments_is_not_embedded() -> None:
     hard = _cluster(rec, StrictVoiceModel(3))
     majority = {s: int(np.bincount(hard[rec.truth == s]).argmax()) for s in (0, 1)}
     assert majority[0] != majority[1]
+
+
+def test_tracks_follow_a_voice_across_chunks() -> None:
+    """track_candidates (an experimental candidate rule, off by default): a local
+    speaker whose activity continues into the next chunk keeps its track whatever its
+    local index; one silent over the frames both chunks cover starts a new track."""
+    from diarq.worker.diarization.clustering import track_candidates
+
+    timeline = np.array([0] * 24 + [1] * 24 + [-1] * 24 + [1] * 12)  # 0.25 s frames
+    rec = _recording(timeline, 2)
+    seg = rec.segmentations.data.copy()
+    seg[1::2] = seg[1::2, :, ::-1]  # every other chunk lists its local speakers reversed
+    segs = SlidingWindowFeature(seg, rec.segmentations.sliding_window)
+    truth = rec.truth.copy()
+    truth[1::2] = truth[1::2, ::-1]
+    chunk_idx, speaker_idx = np.nonzero(seg.sum(axis=1) > 0)
+    labels = track_candidates(segs, chunk_idx, speaker_idx, 0.5)
+    speaker = truth[chunk_idx, speaker_idx]
+    assert len(set(labels[speaker == 0].tolist())) == 1
+    ones = labels[speaker == 1]
+    assert len(set(ones.tolist())) == 2  # two stretches of talk, 6 s apart
+    assert not set(labels[speaker == 0].tolist()) & set(ones.tolist())

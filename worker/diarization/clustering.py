@@ -23,6 +23,11 @@ segmentation and the audio. Steps:
    their speaker; the rest by GE2E centroid), under pyannote's rule that the
    local speakers of one chunk are different people (constrained assignment).
 
+An experimental candidate rule, off by default (``track_iou`` > 0): candidates are
+the segmentation's local-speaker tracks (``track_candidates``), split where the GE2E
+windows disagree unless ``track_split`` is False; measured with
+``bench/clustering_sweep.py`` and not adopted (docs/diarization-experiments.md).
+
 The centroids returned to pyannote (and kept per output speaker as the voice
 embedding of the job) are the ECAPA embeddings of the final speakers. Experiments
 and figures behind these choices: docs/diarization-experiments.md.
@@ -61,7 +66,8 @@ class SpeakerClustering(BaseClustering):
                  chunk_threshold: float = CHUNK_THRESHOLD, window_chunks: int = WINDOW_CHUNKS,
                  speech_cap: float = SPEECH_CAP, embed_min_speech: float = EMBED_MIN_SPEECH,
                  stage: StageParams | None = None, sample_rate: int = 16000,
-                 speaker_dimension: int = 192) -> None:
+                 speaker_dimension: int = 192, track_iou: float = 0.0,
+                 track_split: bool = True) -> None:
         super().__init__(metric=metric, constrained_assignment=True)
         self.speaker_embedding = speaker_embedding
         self.chunk_threshold = chunk_threshold
@@ -71,6 +77,8 @@ class SpeakerClustering(BaseClustering):
         self.stage = stage or StageParams()
         self.sample_rate = sample_rate
         self.speaker_dimension = speaker_dimension
+        self.track_iou = track_iou
+        self.track_split = track_split
 
     def describe(self) -> str:
         s = self.stage
@@ -98,6 +106,11 @@ class SpeakerClustering(BaseClustering):
 
         candidates = window_candidates(x, chunk_idx, num_chunks, self.chunk_threshold,
                                        self.window_chunks)
+        if self.track_iou > 0:
+            tracks = track_candidates(segmentations, chunk_idx, speaker_idx, self.track_iou)
+            if self.track_split:  # a track that GE2E splits is two candidates
+                tracks = tracks * (int(candidates.max()) + 1) + candidates
+            candidates = np.unique(tracks, return_inverse=True)[1].astype(np.int64)
         grid = np.full((num_chunks, local), -1, dtype=np.int64)
         grid[chunk_idx, speaker_idx] = candidates
         clean = clean_speech(segmentations, grid)
@@ -233,6 +246,43 @@ def window_candidates(x: np.ndarray, chunk_idx: np.ndarray, num_chunks: int, thr
         out[idx] = labels + nxt
         nxt += int(labels.max()) + 1
     return np.unique(out, return_inverse=True)[1].astype(np.int64)
+
+
+def track_candidates(segmentations: SlidingWindowFeature, chunk_idx: np.ndarray,
+                     speaker_idx: np.ndarray, min_iou: float) -> np.ndarray:
+    """Candidate label of every embedding: local speakers of consecutive chunks are one
+    track when their activity on the frames both chunks cover agrees (mutual best
+    match, intersection over union >= ``min_iou``); a track is one person's stretch of
+    talk as the segmentation model sees it."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    data = np.nan_to_num(np.asarray(segmentations.data)) > 0.5  # (chunks, frames, local)
+    num_chunks, num_frames, local = data.shape
+    window = segmentations.sliding_window
+    shift = int(round(window.step / (window.duration / num_frames)))
+    nodes = num_chunks * local
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    if num_chunks > 1 and shift < num_frames:
+        a = data[:-1, shift:, :].astype(np.float32)
+        b = data[1:, :num_frames - shift, :].astype(np.float32)
+        inter = np.einsum("cfi,cfj->cij", a, b)
+        union = a.sum(1)[:, :, None] + b.sum(1)[:, None, :] - inter
+        iou = inter / np.maximum(union, 1.0)
+        best_j = iou.argmax(axis=2)  # (chunks-1, local)
+        best_i = iou.argmax(axis=1)
+        c, i = np.nonzero(iou.max(axis=2) >= min_iou)
+        j = best_j[c, i]
+        mutual = best_i[c, j] == i
+        rows.append(c[mutual] * local + i[mutual])
+        cols.append((c[mutual] + 1) * local + j[mutual])
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    q = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    graph = coo_matrix((np.ones(len(r)), (r, q)), shape=(nodes, nodes))
+    _, track = connected_components(graph, directed=False)
+    labels = track[chunk_idx * local + speaker_idx]
+    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
 def _weighted_mean(v: np.ndarray, w: np.ndarray) -> np.ndarray:
