@@ -98,9 +98,9 @@ class CachedPasses:
 class MemoEmbedding:
     """ECAPA embeddings memoised by the waveform's bytes (persisted)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, file_name: str = "ecapa.pkl") -> None:
         self.model = model
-        self.path = CACHE / "ecapa.pkl"
+        self.path = CACHE / file_name
         self.memo: dict[str, np.ndarray] = (pickle.loads(self.path.read_bytes())
                                             if self.path.is_file() else {})
         self.seconds = 0.0
@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--given", action="store_true", help="also with the true count")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--speaker-model", help="module:Class of another speaker-level "
+                        "model (a callable like EcapaEmbedding), for trials")
     args = parser.parse_args(argv)
 
     import torch
@@ -164,7 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     pipeline = diarizer.pipeline
     CachedPasses(pipeline)
-    memo = MemoEmbedding(pipeline.clustering.speaker_embedding)
+    model = pipeline.clustering.speaker_embedding
+    if args.speaker_model:
+        import importlib
+
+        module, cls = args.speaker_model.split(":")
+        model = getattr(importlib.import_module(module), cls)()
+    memo = MemoEmbedding(model, "ecapa.pkl" if not args.speaker_model
+                         else f"{type(model).__name__}.pkl")
     pipeline.clustering.speaker_embedding = memo
     base_stage = pipeline.clustering.stage
     recs = recordings(args.corpus, args.sets.split(","),
