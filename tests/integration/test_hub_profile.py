@@ -109,8 +109,12 @@ def test_language_without_aligner_gets_asr_word_times(app_for_queue, worker_31,
     assert "DIARQ_ALIGN_MODELS" in alignment["note"] and "ASR model" in alignment["note"]
     words = [w for s in result["segments"] for w in s["words"]]
     assert words and all(w["start"] is not None for w in words)
-    scores = sorted(w["score"] for w in words)
-    assert scores[len(scores) // 2] > hub_shaped.random_ctc_score_bound()
+    # Whisper's word probabilities, not the random aligner's (all below the bound): on
+    # English audio forced to Welsh they spread widely and their median moves with the
+    # CPU (0.21 on one machine, 0.03 on another), so the test asks for several words
+    # above the bound rather than for a median
+    bound = hub_shaped.random_ctc_score_bound()
+    assert sum(w["score"] > bound for w in words) >= 3, [w["score"] for w in words]
 
 
 def test_community_1_shaped_pipeline_with_its_plda(app_for_queue, built, service_env,
