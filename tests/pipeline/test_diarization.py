@@ -149,6 +149,25 @@ def test_config_loads_with_pyannote_from_pretrained(offline_models: Path) -> Non
     assert type(pipeline).__name__ == "OfflineSpeakerDiarization"
 
 
+def test_offline_pipeline_takes_a_powerset_segmentation(offline_models: Path,
+                                                        falcon: np.ndarray) -> None:
+    """bench/clustering_sweep.py --segmentation swaps in segmentation-3.0 (powerset,
+    decoded by argmax): it has no threshold parameter, and the count asked is kept."""
+    import torch
+
+    from diarq.worker.diarization.offline_pipeline import OfflineSpeakerDiarization
+    from diarq.worker.offline_models import SEGMENTATION_30, offline_model_paths, pinned_file
+
+    paths = offline_model_paths(offline_models)
+    pipeline = OfflineSpeakerDiarization(
+        segmentation=str(pinned_file(SEGMENTATION_30)), embedding=paths.embedding,
+        speaker_embedding=paths.speaker_embedding)
+    assert "threshold" not in pipeline.parameters(instantiated=True)["segmentation"]
+    out = pipeline({"waveform": torch.from_numpy(falcon)[None], "sample_rate": 16000},
+                   num_speakers=3)
+    assert len(out.speaker_diarization.labels()) == 3
+
+
 def test_hub_profile_with_local_directory_needs_no_token(
     offline_models: Path, falcon: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,6 +27,9 @@ from diarq.worker.diarization.hub_config import NoPLDA
 # Segmentation post-processing for pyannote/segmentation v2 (values of pyannote's
 # own speaker-diarization 2.1 recipe for this checkpoint).
 SEGMENTATION_PARAMS = {"threshold": 0.4442, "min_duration_off": 0.5817}
+# A powerset model (segmentation-3.0) is decoded by argmax: no threshold (pyannote
+# speaker-diarization-3.1's values).
+POWERSET_PARAMS = {"min_duration_off": 0.0}
 
 
 def _model_file(entry: Any, name: str) -> Path:
@@ -84,10 +87,11 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
         self.klustering = "SpeakerClustering"
         self.clustering = SpeakerClustering(self.speaker_embedding, metric=self._embedding.metric)
         self._expects_num_speakers = False
-        self.instantiate({"segmentation": dict(SEGMENTATION_PARAMS)})
+        self.instantiate(self.default_parameters())
 
     def default_parameters(self) -> dict[str, Any]:
-        return {"segmentation": dict(SEGMENTATION_PARAMS)}
+        powerset = self._segmentation.model.specifications.powerset
+        return {"segmentation": dict(POWERSET_PARAMS if powerset else SEGMENTATION_PARAMS)}
 
     def reconstruct(self, segmentations: SlidingWindowFeature, hard_clusters: np.ndarray,
                     count: SlidingWindowFeature) -> SlidingWindowFeature:
