@@ -134,7 +134,7 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
         count = super().speaker_count(binarized_segmentations, frames, warm_up=warm_up)
         if self._overlap_segmentations is not None:
             other = super().speaker_count(self._overlap_segmentations, frames, warm_up=warm_up)
-            count.data = np.maximum(count.data, _on_grid(other, count))
+            count.data = np.maximum(count.data, _on_grid(other, count).astype(count.data.dtype))
         return count
 
     def default_parameters(self) -> dict[str, Any]:
@@ -160,10 +160,10 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
 
 def _on_grid(feature: SlidingWindowFeature, grid: SlidingWindowFeature) -> np.ndarray:
     """``feature``'s values on ``grid``'s frames (same step; zeros where it has none)."""
-    out = np.zeros_like(grid.data)
+    values = feature.data
+    out = np.zeros((grid.data.shape[0], *values.shape[1:]), dtype=values.dtype)
     start = int(round((feature.sliding_window.start - grid.sliding_window.start)
                       / grid.sliding_window.step))
-    values = feature.data.astype(out.dtype)
     lo, hi = max(0, start), min(len(out), start + len(values))
     if hi > lo:
         out[lo:hi] = values[lo - start:hi - start]
@@ -180,12 +180,5 @@ def _activation(segmentations: SlidingWindowFeature, hard_clusters: np.ndarray, 
     act = Inference.aggregate(SlidingWindowFeature(data, segmentations.sliding_window),
                               grid.sliding_window, hamming=False, missing=0.0,
                               skip_average=True)
-    start = int(round((act.sliding_window.start - grid.sliding_window.start)
-                      / grid.sliding_window.step))
-    out = np.zeros(grid.data.shape[0])
-    values = act.data[:, 0]
-    lo, hi = max(0, start), min(len(out), start + len(values))
-    if hi <= lo:
-        return None
-    out[lo:hi] = values[lo - start:hi - start]
+    out = _on_grid(act, grid)[:, 0]
     return out if out.max() > 0 else None
