@@ -121,8 +121,11 @@ def test_soft_time_limit_during_the_result_write(stack, speech_wav: Path):  # no
     with get_engine(stack.settings).connect() as conn:
         conn.execute(text("INSERT INTO results (job_id, data, created_at) "
                           "VALUES (:id, '{}', now())"), {"id": job_id})
-        # the pipeline sleeps 5 s, then the result write waits on the row above
-        _send(stack, job_id, soft_time_limit=7, time_limit=60)
+        # the pipeline sleeps 5 s, then the result write waits on the row above. While
+        # it waits, the job row is locked by the worker's own write, so no heartbeat
+        # lands: the limit must hit well before the stack's 3 s stale delay, or the
+        # reaper takes the job back first (seen once with a 7 s limit)
+        _send(stack, job_id, soft_time_limit=6, time_limit=60)
         wait_until(lambda: w.log().count("Soft time limit") > seen, timeout=30,
                    what="the soft time limit")
         time.sleep(1.0)
