@@ -20,6 +20,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hsettings
 from schemathesis.checks import not_a_server_error
+from schemathesis.generation.jsonschema import strategy as _strategy
+from schemathesis.specs.openapi import negative as _negative
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -34,6 +36,27 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 pytestmark = pytest.mark.integration  # a real PostgreSQL database
 schema = schemathesis.openapi.from_path(str(SPEC))
+
+
+def _judging_files_as_strings() -> None:
+    """Work around a crash of schemathesis 4.31-4.32 while it *generates* a negative
+    multipart body: its generator's own filters validate drawn values with jsonschema-rs,
+    which raises ``ValueError: Unsupported type: 'Binary'`` on a file part (CI's
+    12-example run met it once; 300 examples of the upload routes meet it every time).
+    Its negative-mode filters already judge a file part as "" (``_strip_binary``); the
+    generator's are given the same view here. Remove when upstream does it (reproduce:
+    300 examples without it)."""
+    inner = _strategy._validator
+
+    def validator(schema):  # noqa: ANN001, ANN202
+        is_valid = inner(schema)
+        return lambda value: is_valid(_negative._strip_binary(value))
+
+    _strategy._validator = validator
+
+
+_judging_files_as_strings()
+
 COUNTS: Counter[str] = Counter()
 UPLOADS = ("/v1/jobs", "/api/diarize")
 
