@@ -187,21 +187,17 @@ class SpeakerClustering(BaseClustering):
         while len(groups) + (k - len(have)) < min_k and undo_merge(groups.members,
                                                                    emb @ emb.T):
             pass
-        label = np.arange(k)
-        nxt = 0
-        mapping = np.full(k, -1, dtype=np.int64)
-        for members in groups.members:
-            mapping[have[members]] = nxt
-            nxt += 1
-        for j in range(k):
-            if mapping[j] < 0:
-                mapping[j] = nxt
-                nxt += 1
+        mapping = np.full(k, -1, dtype=np.int64)  # old speaker -> new speaker
+        for g, members in enumerate(groups.members):
+            mapping[have[members]] = g
+        alone = mapping < 0  # speakers without enough audio to embed stay as they are
+        mapping[alone] = len(groups.members) + np.arange(int(alone.sum()))
+        nxt = int(mapping.max()) + 1
         if nxt == k:
             return hard, soft, voices
         new_soft = np.full(soft.shape[:2] + (nxt,), -np.inf)
         new_voices = np.zeros((nxt, voices.shape[1]))
-        for j in label:
+        for j in range(k):
             g = mapping[j]
             new_soft[:, :, g] = np.maximum(new_soft[:, :, g], soft[:, :, j])
             new_voices[g] += voices[j] * max(float(speech[j]), 1e-3)
