@@ -50,3 +50,19 @@ def test_an_embedding_does_not_depend_on_the_rest_of_the_call(models, pieces) ->
     for i, p in enumerate(pieces):
         # PyTorch's padded batches moved embeddings by up to 0.07
         assert np.abs(fast([p])[0] - together[i]).max() < 1e-5
+
+
+def test_without_onnx_ecapa_runs_in_pytorch(models, pieces, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """An install that lacks onnx (a GPU image, say) is slower on CPU, not broken."""
+    import sys
+
+    from diarq.worker.diarization.ecapa import EcapaEmbedding
+    from diarq.worker.offline_models import offline_model_paths
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    weights = offline_model_paths(load_settings().model_dir).speaker_embedding
+    model = EcapaEmbedding(weights)
+    assert model.runtime == "torch"
+    assert "ECAPA runs in PyTorch" in caplog.text
+    fast, _ = models
+    assert np.abs(model(pieces[2:3]) - fast(pieces[2:3])).max() < 1e-3

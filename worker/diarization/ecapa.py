@@ -92,9 +92,10 @@ class EcapaEmbedding:
     @torch.inference_mode()
     def __call__(self, waveforms: list[np.ndarray], batch_seconds: float = 60.0) -> np.ndarray:
         """(len(waveforms), 192) L2-normalised embeddings; each waveform float32 mono
-        16 kHz of at least 0.1 s. Batches group similar lengths (padding is masked
-        by relative lengths, as SpeechBrain does); ``batch_seconds`` of audio per batch
-        bounds memory (ECAPA's activations: ~1 GB per 60 s of audio)."""
+        16 kHz of at least 0.1 s. In ONNX Runtime one waveform at a time; in PyTorch,
+        batches group similar lengths (padding is masked by relative lengths, as
+        SpeechBrain does) and ``batch_seconds`` of audio per batch bounds memory
+        (ECAPA's activations: ~1 GB per 60 s of audio)."""
         if self._session is not None:
             return self._embed_each(waveforms)
         out = np.zeros((len(waveforms), DIMENSION), dtype=np.float32)
@@ -137,7 +138,9 @@ class EcapaEmbedding:
 
 
 def _onnx_session(model: torch.nn.Module, threads: int) -> Any:
-    """An ONNX Runtime session of ECAPA's network (input: (1, frames, 80) features)."""
+    """An ONNX Runtime session of ECAPA's network (input: (1, frames, 80) features);
+    ImportError without onnx (torch's exporter needs it) or onnxruntime."""
+    import onnx  # noqa: F401  (imported here so that its absence is an ImportError)
     import onnxruntime as ort
 
     buf = io.BytesIO()
