@@ -233,34 +233,3 @@ def test_tracks_follow_a_voice_across_chunks() -> None:
     ones = labels[speaker == 1]
     assert len(set(ones.tolist())) == 2  # two stretches of talk, 6 s apart
     assert not set(labels[speaker == 0].tolist()) & set(ones.tolist())
-
-
-def test_pieces_tell_a_candidate_holding_two_voices() -> None:
-    """purity_pieces (experimental, off by default): pooled speech is embedded in pieces;
-    pieces of one voice agree, a candidate whose halves are two people does not, and
-    speech too short to cut is one piece (purity 1). The pieces cost no more audio."""
-    voices = VoiceModel(2)
-    clustering = SpeakerClustering(voices, sample_rate=SR, speaker_dimension=24,
-                                   stage=StageParams(purity_pieces=2))
-    one, other = np.full(600, 0.01, np.float32), np.full(600, 0.02, np.float32)
-    waves = [np.concatenate([one, one]), np.concatenate([one, other]), one[:300]]
-    emb, purity = clustering._embed_pieces(waves)
-    assert purity[0] > 0.9 and purity[1] < 0.5 and purity[2] == 1.0
-    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0)
-    assert emb[1] @ voices.centroids[0] > 0.4 and emb[1] @ voices.centroids[1] > 0.4
-
-
-def test_confirm_stage_merges_speakers_split_at_the_candidate_level() -> None:
-    """confirm_similarity (experimental, off by default): with every candidate merge
-    turned off the voices come out split; re-embedding the final speakers brings each
-    voice back to one speaker, and a count asked for is still kept."""
-    rec = _recording(_timeline(SHARES, 150, np.random.default_rng(3)), 4, spread=0.9)
-    split = StageParams(merge_similarity=1.01, small_similarity=1.01,
-                        short_pair_similarity=1.01)
-    assert len(_found(rec, _cluster(rec, VoiceModel(4), stage=split))) > 4
-    confirm = StageParams(merge_similarity=1.01, small_similarity=1.01,
-                          short_pair_similarity=1.01, confirm_similarity=0.6)
-    hard = _cluster(rec, VoiceModel(4), stage=confirm)
-    assert len(_found(rec, hard)) == 4
-    assert _purity(rec, hard) > 0.9
-    assert len(_found(rec, _cluster(rec, VoiceModel(4), stage=confirm, min_clusters=6))) >= 6

@@ -27,11 +27,6 @@ An experimental candidate rule, off by default (``track_iou`` > 0): candidates a
 the segmentation's local-speaker tracks (``track_candidates``), split where the GE2E
 windows disagree unless ``track_split`` is False; measured with
 ``bench/clustering_sweep.py`` and not adopted (docs/diarization-experiments.md).
-Two more, also off by default and measured in round 7: ``purity_pieces`` /
-``purity_similarity`` (a candidate's pooled speech embedded in pieces, at no extra
-audio; candidates whose pieces disagree hold two voices and sit out the speaker
-decisions) and ``confirm_similarity`` (the final speakers re-embedded from their own
-clean speech and merged where they agree).
 
 The centroids returned to pyannote (and kept per output speaker as the voice
 embedding of the job) are the ECAPA embeddings of the final speakers. Experiments
@@ -49,19 +44,13 @@ from pyannote.core import SlidingWindowFeature
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from diarq.worker.diarization.clean_speech import clean_speech, pooled_audio
-from diarq.worker.diarization.speaker_stage import (
-    Groups,
-    StageParams,
-    decide_speakers,
-    undo_merge,
-)
+from diarq.worker.diarization.speaker_stage import StageParams, decide_speakers, undo_merge
 
 CHUNK_THRESHOLD = 0.37
 WINDOW_CHUNKS = 240  # 5 min at the pipeline's 1.25 s chunk hop
 SPEECH_CAP = 10.0  # seconds of clean speech embedded per candidate
 EMBED_MIN_SPEECH = 1.0  # candidates with less get no speaker embedding
 MIN_EMBED_AUDIO = 0.5  # seconds of pooled audio an embedding needs (ECAPA: NaN on none)
-MIN_PIECE = 2.0  # seconds: shorter pooled speech is embedded whole (no purity test)
 # a candidate keeps its speaker in the final assignment unless cannot-link forbids
 KEEP_BONUS = 2.0
 
@@ -133,12 +122,7 @@ class SpeakerClustering(BaseClustering):
         # clean speech made only of runs too short to pool gives no audio to embed
         embedded = np.array([c for c, w in pooled.items()
                              if len(w) >= MIN_EMBED_AUDIO * self.sample_rate], dtype=np.int64)
-        cand_emb, purity = self._embed_pieces([pooled[int(c)] for c in embedded])
-        pure = purity >= self.stage.purity_similarity
-        if pure.any() and not pure.all():
-            # a candidate holding two voices would bridge them in the linkage: its chunk
-            # embeddings are assigned to the speakers the others make instead
-            embedded, cand_emb = embedded[pure], cand_emb[pure]
+        cand_emb = self._embed([pooled[int(c)] for c in embedded])
         speakers, _ = decide_speakers(cand_emb, speech[embedded], self.stage,
                                       min_speakers=min_k, max_speakers=max_k)
         active = np.sum(np.nan_to_num(segmentations.data), axis=1) > 0  # (chunks, local)
@@ -158,52 +142,7 @@ class SpeakerClustering(BaseClustering):
                 hard, soft, voice = self._assign_speakers(
                     embeddings, chunk_idx, speaker_idx, train, candidates, embedded, speakers,
                     cand_emb, speech, min_k, x)
-        voices = self._voices(voice, waveform, segmentations, hard)
-        if self.stage.confirm_similarity <= 1.0 and soft.shape[2] > min_k:
-            hard, soft, voices = self._confirm(hard, soft, voices, waveform, segmentations,
-                                               min_k)
-        return hard, soft, voices
-
-    def _confirm(self, hard: np.ndarray, soft: np.ndarray, voices: np.ndarray,
-                 waveform: np.ndarray, segmentations: SlidingWindowFeature, min_k: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Second look at the final speakers: each one's clean speech under the final
-        assignment (more of it, and from every candidate it absorbed) is embedded once
-        more; speakers whose embeddings agree (average linkage >= confirm_similarity)
-        merge, never below ``min_k``."""
-        k = soft.shape[2]
-        clean = clean_speech(segmentations, hard.astype(np.int64))
-        speech = clean.seconds(k)
-        waves = [pooled_audio(waveform, self.sample_rate, clean, j, self.speech_cap)
-                 for j in range(k)]
-        have = np.array([j for j in range(k)
-                         if len(waves[j]) >= MIN_EMBED_AUDIO * self.sample_rate], np.int64)
-        if len(have) < 2:
-            return hard, soft, voices
-        emb = self._embed([waves[j] for j in have])
-        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
-        groups = Groups(emb @ emb.T, speech[have])
-        groups.agglomerate(self.stage.confirm_similarity)
-        while len(groups) + (k - len(have)) < min_k and undo_merge(groups.members,
-                                                                   emb @ emb.T):
-            pass
-        mapping = np.full(k, -1, dtype=np.int64)  # old speaker -> new speaker
-        for g, members in enumerate(groups.members):
-            mapping[have[members]] = g
-        alone = mapping < 0  # speakers without enough audio to embed stay as they are
-        mapping[alone] = len(groups.members) + np.arange(int(alone.sum()))
-        nxt = int(mapping.max()) + 1
-        if nxt == k:
-            return hard, soft, voices
-        new_soft = np.full(soft.shape[:2] + (nxt,), -np.inf)
-        new_voices = np.zeros((nxt, voices.shape[1]))
-        for j in range(k):
-            g = mapping[j]
-            new_soft[:, :, g] = np.maximum(new_soft[:, :, g], soft[:, :, j])
-            new_voices[g] += voices[j] * max(float(speech[j]), 1e-3)
-        norms = np.linalg.norm(new_voices, axis=1, keepdims=True)
-        new_voices = new_voices / np.where(norms > 0, norms, 1.0)
-        return mapping[hard], new_soft, new_voices
+        return hard, soft, self._voices(voice, waveform, segmentations, hard)
 
     def _assign_speakers(self, embeddings: np.ndarray, chunk_idx: np.ndarray,
                          speaker_idx: np.ndarray, train: np.ndarray, candidates: np.ndarray,
@@ -228,33 +167,6 @@ class SpeakerClustering(BaseClustering):
         hard, soft, _ = _assign(embeddings, chunk_idx, speaker_idx, train, train_speaker,
                                 len(voice), self.constrained_argmax)
         return hard, soft, voice
-
-    def _embed_pieces(self, waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """One embedding per waveform (the normalised mean of its pieces' embeddings,
-        so the pieces cost no more audio than the whole) and its purity: the lowest
-        similarity between two of its pieces (1 when it is one piece)."""
-        n = max(1, int(self.stage.purity_pieces))
-        piece = int(MIN_PIECE * self.sample_rate)
-        parts: list[np.ndarray] = []
-        owner: list[int] = []
-        for i, w in enumerate(waves):
-            k = n if len(w) >= n * piece else 1
-            for chunk in np.array_split(w, k):
-                parts.append(chunk)
-                owner.append(i)
-        emb = self._embed(parts)
-        own = np.asarray(owner, dtype=np.int64)
-        out = np.zeros((len(waves), emb.shape[1] if len(emb) else self.speaker_dimension),
-                       dtype=np.float32)
-        purity = np.ones(len(waves))
-        for i in range(len(waves)):
-            e = emb[own == i]
-            m = e.sum(axis=0)
-            out[i] = m / max(float(np.linalg.norm(m)), 1e-8)
-            if len(e) > 1:
-                sim = e @ e.T
-                purity[i] = float(sim[np.triu_indices(len(e), k=1)].min())
-        return out, purity
 
     def _embed(self, waves: list[np.ndarray]) -> np.ndarray:
         if not waves:

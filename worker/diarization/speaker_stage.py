@@ -37,13 +37,6 @@ class StageParams:
     small_similarity: float = 0.45  # a short group joins a larger speaker from here
     short_pair_similarity: float = 0.6  # ... another short group, when none is larger
     min_speech: float = 1.0
-    # final speakers re-embedded from their own clean speech merge from here (> 1: off)
-    confirm_similarity: float = 2.0
-    # a candidate's pooled speech is embedded in this many pieces; candidates whose
-    # pieces disagree (lowest pair similarity below purity_similarity) hold two voices
-    # and take no part in the speaker decisions (purity_similarity < -1: off)
-    purity_pieces: float = 1.0
-    purity_similarity: float = -2.0
 
 
 class Groups:
