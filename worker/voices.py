@@ -126,9 +126,10 @@ class VoiceEncoder:
     def __init__(self, weights: Path, device: str = "cpu") -> None:
         import torch
 
-        from diarq.worker.diarization.ecapa import EcapaEmbedding
+        from diarq.worker.diarization.ecapa import shared_ecapa
 
-        self.model = EcapaEmbedding(weights, torch.device(device))
+        # the diarizer's own instance where it has one (offline profile, same device)
+        self.model = shared_ecapa(weights, torch.device(device))
         # the diarizer's voice model name: its vectors are this encoder's
         self.model_name = self.model.name
 

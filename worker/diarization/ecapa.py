@@ -13,18 +13,27 @@ the weights (``embedding_model.ckpt``) are the VoxCeleb ones that the
 SpeechBrain's ``EncoderClassifier.from_hparams`` is not used: it resolves its
 files through the Hugging Face hub.
 
-On CPU the network runs in ONNX Runtime (exported from the loaded PyTorch module
-once per process, a few seconds): about 4x faster than PyTorch's CPU kernels for
+On CPU the network runs in ONNX Runtime: about 4x faster than PyTorch's CPU kernels for
 ECAPA's dilated 1-d convolutions, same embeddings to 1e-6 (BENCHMARKS.md). There
 each waveform is embedded alone, so its embedding does not depend on the other
 waveforms of the call (PyTorch batches pad, and padding moved embeddings by up to
 0.07). On a GPU, PyTorch runs batches.
+
+The ONNX graph is exported from the loaded PyTorch module (2-3 s) and kept next to
+the weights (``ecapa.torch-<version>.onnx``, so another torch exports its own), so
+later processes only load it; a kept graph is used only if it embeds a fixed probe
+as the PyTorch module does, else it is exported again. Where the model directory
+is read-only, every process exports in memory. ``shared_ecapa`` gives one instance
+per process and weights file, which the diarizer and the voice-reference encoder
+share.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,10 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 DIMENSION = 192
 MODEL_NAME = "speechbrain/spkrec-ecapa-voxceleb (ECAPA-TDNN, 192-d)"
+OPSET = 17
+# a kept ONNX graph must embed the probe within this of PyTorch (float32 kernels of
+# two runtimes agree to ~1e-6; another network or weights differ by > 0.1)
+PROBE_TOLERANCE = 1e-3
 
 
 class EcapaEmbedding:
@@ -71,9 +84,45 @@ class EcapaEmbedding:
         self._session = None
         if onnx and self.device.type == "cpu":
             try:
-                self._session = _onnx_session(self.model, torch.get_num_threads())
+                self._session = self._load_session(onnx_path(weights))
             except ImportError as exc:  # an install without onnx: right, only slower
                 log.warning("ECAPA runs in PyTorch (about 4x slower on CPU): %s", exc)
+
+    def _load_session(self, kept: Path) -> Any:
+        """The ONNX Runtime session: from the kept graph when it checks out, else from a
+        fresh export (kept for the next process where the directory is writable)."""
+        threads = torch.get_num_threads()
+        if kept.is_file():
+            try:
+                session = _session(kept.read_bytes(), threads)
+            except ImportError:
+                raise
+            except Exception:  # noqa: BLE001 (a damaged graph of any kind is re-exported)
+                session = None
+            if session is not None and self._agrees(session):
+                return session
+            log.warning("ECAPA: the kept ONNX graph %s does not match the weights; "
+                        "exporting it again", kept.name)
+        graph = _export(self.model)
+        try:  # atomic: a process never reads a half-written graph
+            tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(graph)
+            os.replace(tmp, kept)
+        except OSError as exc:  # read-only model directory: export again next time
+            log.info("ECAPA: ONNX graph not kept (%s)", exc.strerror or exc)
+        return _session(graph, threads)
+
+    def _agrees(self, session: Any) -> bool:
+        """Whether ``session`` embeds a fixed probe (1 s of seeded noise) as PyTorch does."""
+        probe = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32)
+        with torch.inference_mode():
+            feats = self.norm(self.features(torch.from_numpy(probe)[None]), torch.ones(1))
+            want = self.model(feats, torch.ones(1)).reshape(-1).numpy()
+        try:
+            got = session.run(None, {"feats": feats.numpy()})[0].reshape(-1)
+        except Exception:  # noqa: BLE001 (a damaged graph of any kind is re-exported)
+            return False
+        return got.shape == want.shape and float(np.abs(got - want).max()) < PROBE_TOLERANCE
 
     @property
     def runtime(self) -> str:
@@ -137,20 +186,48 @@ class EcapaEmbedding:
         return out
 
 
-def _onnx_session(model: torch.nn.Module, threads: int) -> Any:
-    """An ONNX Runtime session of ECAPA's network (input: (1, frames, 80) features);
-    ImportError without onnx (torch's exporter needs it) or onnxruntime."""
+def onnx_path(weights: Path | str) -> Path:
+    """Where the ONNX graph exported from ``weights`` is kept (one per torch version)."""
+    weights = Path(weights)
+    version = torch.__version__.split("+")[0]
+    return weights.with_name(f"{weights.stem}.torch-{version}.onnx")
+
+
+def _export(model: torch.nn.Module) -> bytes:
+    """ECAPA's network as an ONNX graph (input: (1, frames, 80) features); ImportError
+    without onnx (torch's exporter needs it)."""
     import onnx  # noqa: F401  (imported here so that its absence is an ImportError)
-    import onnxruntime as ort
 
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False):
         warnings.simplefilter("ignore")  # tracer notes on SpeechBrain's length masks
         torch.onnx.export(model, (torch.zeros(1, 200, 80),), buf, input_names=["feats"],
                           output_names=["embedding"], dynamic_axes={"feats": {1: "frames"}},
-                          opset_version=17, dynamo=False)
+                          opset_version=OPSET, dynamo=False)
+    return buf.getvalue()
+
+
+def _session(graph: bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session of a graph; ImportError without onnxruntime."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # no notes on stderr
-    return ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+_shared: dict[tuple[str, str], EcapaEmbedding] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_ecapa(weights: Path | str, device: torch.device | None = None) -> EcapaEmbedding:
+    """One ECAPA per process, weights file and device (its network holds ~80 MB, and
+    on CPU its ONNX session as much again)."""
+    device = device or torch.device("cpu")
+    key = (str(Path(weights).resolve()), str(device))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = EcapaEmbedding(weights, device)
+        return _shared[key]

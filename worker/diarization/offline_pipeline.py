@@ -29,7 +29,7 @@ from pyannote.audio.pipelines import SpeakerDiarization
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
 from diarq.worker.diarization.clustering import SpeakerClustering
-from diarq.worker.diarization.ecapa import EcapaEmbedding
+from diarq.worker.diarization.ecapa import shared_ecapa
 from diarq.worker.diarization.ge2e import GE2EEmbedding
 from diarq.worker.diarization.hub_config import NoPLDA
 
@@ -96,7 +96,7 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
         )
         self._embedding = GE2EEmbedding(_embedding_file(embedding))
         self._audio = Audio(sample_rate=self._embedding.sample_rate, mono="downmix")
-        self.speaker_embedding = EcapaEmbedding(_model_file(speaker_embedding, "ecapa.ckpt"))
+        self.speaker_embedding = shared_ecapa(_model_file(speaker_embedding, "ecapa.ckpt"))
         self.klustering = "SpeakerClustering"
         self.clustering = SpeakerClustering(self.speaker_embedding, metric=self._embedding.metric)
         self._expects_num_speakers = False
