@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # hub diarization model: a hub id or a local directory holding config.yaml
     hub_diarization_model: str = "pyannote/speaker-diarization-3.1"
     threads: int = Field(0, ge=0)  # 0: all cores the process may use
+    # on CPU, transcribe in a second thread while the main thread diarizes (neither
+    # keeps two cores busy alone: a 10-min job took 0.58-0.76x the time; BENCHMARKS.md)
+    concurrent_stages: bool = True
     # store each speaker's voice embedding with the job (biometric data, SECURITY.md)
     keep_voices: bool = True
     # voice references: a diarized speaker takes a reference's name when the cosine

@@ -10,7 +10,10 @@ decoded with the audio and matched to the speakers at the end of "assign"
 (worker/voices.py).
 
 Progress: ``progress(stage, fraction)`` with stages in that order, each from 0
-to 1, never going backwards. ``should_cancel()`` is polled between stages and
+to 1, never going backwards. On CPU (``concurrent_stages``, a mono job that is
+diarized) the transcription runs in a second thread during "diarize"; its progress
+is shown once "transcribe" starts, and its timing is its own run time, so the stage
+times add up to more than the total. ``should_cancel()`` is polled between stages and
 (at most once a second) from inside long stages; when it returns True the run
 stops with :class:`JobCancelled`.
 
@@ -22,8 +25,11 @@ Silence-only audio gives a result without segments (language None).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,55 +175,62 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
     # diarize (multichannel: who speaks is which channel hears them)
     report.start("diarize")
     t0 = time.perf_counter()
-    found = SpeakerTurns(turns=[])
-    diarizer = None
-    if options.multichannel:
-        from diarq.worker.asr import speech_spans
-        from diarq.worker.multichannel import (
-            channel_turns,
-            drowned,
-            frame_levels,
-            own_speech,
-            spans_to_frames,
-        )
-
-        levels = frame_levels(audio)
-        speech = np.stack([spans_to_frames(speech_spans(t), levels.shape[1]) for t in tracks])
-        found = channel_turns(levels, own_speech(levels, speech, settings.multichannel_bleed_db))
-        # frames where each channel hears someone else: its words there are bleed
-        bleed = drowned(levels, settings.multichannel_bleed_db)
-    elif options.diarize:
-        diarizer = registry.diarizer()
-        registry.before_torch_stage()
-        # the pipeline's own batch unless DIARQ_BATCH_SIZE is set (halved on CUDA OOM)
-        found = run_with_oom_retry(
-            device, "diarize", settings.batch_size or diarizer.batch_size,
-            lambda batch, audio=audio: diarizer.run(
-                audio, num_speakers=options.num_speakers, min_speakers=options.min_speakers,
-                max_speakers=options.max_speakers, progress=report, batch_size=batch),
-            retries)
-    timings["diarize"] = time.perf_counter() - t0
-    report.finish()
-
-    # transcribe each track. Offline: faster-whisper word times. Hub (WhisperX): batched
-    # segments, words from a wav2vec2 aligner of the language; a language without one
-    # gets the ASR model's own word times instead (decided before transcribing: one pass)
-    report.start("transcribe")
-    t0 = time.perf_counter()
     asr = registry.asr(options.asr_model)
-    plans = [_word_plan(registry, asr, track, options) for track in tracks]
-    transcripts = []
-    for i, (track, plan) in enumerate(zip(tracks, plans, strict=True)):
-        share = _share(report, i, len(tracks))
-        transcripts.append(run_with_oom_retry(
-            device, "transcribe", registry.batch_size,
-            lambda batch, track=track, plan=plan, share=share: asr.transcribe(
-                track, language=plan.language, prompt=options.prompt,
-                hotwords=options.hotwords,
-                word_timestamps=options.align and not plan.batched, progress=share,
-                batched=plan.batched, batch_size=batch),
-            retries))
-    timings["transcribe"] = time.perf_counter() - t0
+    background = None
+    if (settings.concurrent_stages and registry.device == "cpu" and options.diarize
+            and not options.multichannel):
+        background = _Background(lambda progress, tracks=tracks: _transcribe_tracks(
+            registry, asr, tracks, options, device, retries, progress))
+    try:
+        found = SpeakerTurns(turns=[])
+        diarizer = None
+        if options.multichannel:
+            from diarq.worker.asr import speech_spans
+            from diarq.worker.multichannel import (
+                channel_turns,
+                drowned,
+                frame_levels,
+                own_speech,
+                spans_to_frames,
+            )
+
+            levels = frame_levels(audio)
+            speech = np.stack([spans_to_frames(speech_spans(t), levels.shape[1])
+                               for t in tracks])
+            found = channel_turns(levels,
+                                  own_speech(levels, speech, settings.multichannel_bleed_db))
+            # frames where each channel hears someone else: its words there are bleed
+            bleed = drowned(levels, settings.multichannel_bleed_db)
+        elif options.diarize:
+            diarizer = registry.diarizer()
+            registry.before_torch_stage(beside_asr=background is not None)
+            # the pipeline's own batch unless DIARQ_BATCH_SIZE is set (halved on CUDA OOM)
+            found = run_with_oom_retry(
+                device, "diarize", settings.batch_size or diarizer.batch_size,
+                lambda batch, audio=audio: diarizer.run(
+                    audio, num_speakers=options.num_speakers,
+                    min_speakers=options.min_speakers, max_speakers=options.max_speakers,
+                    progress=report, batch_size=batch),
+                retries)
+        timings["diarize"] = time.perf_counter() - t0
+        report.finish()
+
+        # transcribe each track. Offline: faster-whisper word times. Hub (WhisperX):
+        # batched segments, words from a wav2vec2 aligner of the language; a language
+        # without one gets the ASR model's own word times instead (decided before
+        # transcribing: one pass)
+        report.start("transcribe")
+        t0 = time.perf_counter()
+        if background is not None:
+            plans, transcripts = background.result(report)
+            timings["transcribe"] = background.seconds
+        else:
+            plans, transcripts = _transcribe_tracks(registry, asr, tracks, options, device,
+                                                    retries, report)
+            timings["transcribe"] = time.perf_counter() - t0
+    finally:
+        if background is not None:
+            background.stop()  # on an error or a cancel: the thread ends before we do
     report.finish()
 
     # align (hub profile: wav2vec2 per language)
@@ -312,6 +325,70 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
     return result
 
 
+def _transcribe_tracks(registry: Any, asr: Any, tracks: Sequence[np.ndarray],
+                       options: JobOptions, device: Any, retries: list[str],
+                       progress: Callable[[float], None]) -> tuple[list[Any], list[Any]]:
+    """Word plan and transcript of every track, in order."""
+    from diarq.worker.device import run_with_oom_retry
+
+    plans = [_word_plan(registry, asr, track, options) for track in tracks]
+    transcripts = []
+    for i, (track, plan) in enumerate(zip(tracks, plans, strict=True)):
+        share = _share(progress, i, len(tracks))
+        transcripts.append(run_with_oom_retry(
+            device, "transcribe", registry.batch_size,
+            lambda batch, track=track, plan=plan, share=share: asr.transcribe(
+                track, language=plan.language, prompt=options.prompt,
+                hotwords=options.hotwords,
+                word_timestamps=options.align and not plan.batched, progress=share,
+                batched=plan.batched, batch_size=batch),
+            retries))
+    return plans, transcripts
+
+
+class _StageStopped(Exception):  # noqa: N818 - raised inside the thread to end it early
+    """The background stage was told to stop (the job failed or was cancelled)."""
+
+
+class _Background:
+    """One stage's work in a thread of its own, started at once. Its progress is kept
+    (not reported: the reporter belongs to the main thread's stage) and shown by
+    :meth:`result`; :meth:`stop` makes its next progress call raise, so it ends soon."""
+
+    def __init__(self, work: Callable[[Callable[[float], None]], Any]) -> None:
+        self.fraction = 0.0
+        self.seconds = 0.0
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="diarq-stage")
+        self._future: Future[Any] = self._pool.submit(self._run, work)
+
+    def _run(self, work: Callable[[Callable[[float], None]], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return work(self._progress)
+        finally:
+            self.seconds = time.perf_counter() - t0
+
+    def _progress(self, fraction: float) -> None:
+        if self._stop.is_set():
+            raise _StageStopped
+        self.fraction = max(self.fraction, min(max(float(fraction), 0.0), 1.0))
+
+    def result(self, report: _Reporter, poll: float = 0.5) -> Any:
+        """Its result (or its exception), reporting its progress (and polling for a
+        cancel) until it is done."""
+        while True:
+            try:
+                return self._future.result(timeout=poll)
+            except FutureTimeout:
+                report(self.fraction)
+
+    def stop(self) -> None:
+        """Tell the work to stop and wait until the thread has ended."""
+        self._stop.set()
+        self._pool.shutdown(wait=True)
+
+
 def _renamed(voices: Any, labels: dict[str, str]) -> Any:
     """The diarizer's VoiceSet with the result's speaker labels (None stays None)."""
     if voices is None:
@@ -351,7 +428,8 @@ def _word_plan(registry: Any, asr: Any, track: np.ndarray, options: JobOptions) 
     return _WordPlan(language, aligner=aligner, batched=True)
 
 
-def _share(report: _Reporter, index: int, count: int) -> Callable[[float], None]:
+def _share(report: Callable[[float], None], index: int, count: int
+           ) -> Callable[[float], None]:
     """Progress of one of ``count`` equal parts of a stage (one channel's transcription)."""
     return lambda fraction: report((index + min(max(fraction, 0.0), 1.0)) / count)
 

@@ -54,9 +54,12 @@ class ModelRegistry:
         self._voice_encoder: Any = None
         self._nltk_set = False
 
-    def before_torch_stage(self) -> None:
-        """Re-apply torch's thread count (CTranslate2 can leave it at 1; see runtime)."""
-        set_torch_threads(self.threads)
+    def before_torch_stage(self, beside_asr: bool = False) -> None:
+        """Re-apply torch's thread count (CTranslate2 can leave it at 1; see runtime);
+        ``beside_asr``: a transcription runs at the same time, so torch gets the cores
+        CTranslate2 does not use (on 2 cores: one each, nothing oversubscribed)."""
+        set_torch_threads(max(1, self.threads - self.asr_threads) if beside_asr
+                          else self.threads)
 
     # --- diarization --------------------------------------------------------
     def diarizer(self) -> Any:

@@ -38,11 +38,31 @@ def set_torch_threads(threads: int) -> int:
     return n
 
 
+def set_openmp_wait_policy(concurrent_stages: bool, device: str) -> bool:
+    """OMP_WAIT_POLICY=PASSIVE for a CPU worker that transcribes beside its diarization
+    (settings ``concurrent_stages``), unless the environment sets a policy. OpenMP reads
+    it when its library loads, so this must run before torch is imported; returns
+    whether it was set. Measured on 2 cores, 10 minutes (BENCHMARKS.md): the two
+    stages together took 77 s with idle OpenMP threads sleeping, 98 s with them
+    spinning (they take the other stage's core), and 108 s one after the other; a
+    torch stage alone is 1.6x slower with them sleeping, which is why a worker that
+    runs its stages one after the other keeps the default."""
+    import sys
+
+    if not concurrent_stages or device == "cuda" or "torch" in sys.modules:
+        return False
+    if "OMP_WAIT_POLICY" in os.environ:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
 def configure_threads(threads: int) -> int:
     """Size the torch pools; returns the thread count torch stages use.
 
-    OMP_WAIT_POLICY is left alone: PASSIVE made diarization 1.6x slower and ACTIVE
-    made transcription 1.5x slower (idle threads of the other runtime spin).
+    OMP_WAIT_POLICY is left alone here: PASSIVE made diarization alone 1.6x slower and
+    ACTIVE made transcription 1.5x slower (idle threads of the other runtime spin);
+    ``set_openmp_wait_policy`` chooses it for workers that run both at once.
     """
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

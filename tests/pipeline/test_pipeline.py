@@ -192,6 +192,12 @@ def test_bad_inputs_fail_with_their_code(registry, tmp_path):
         assert info.value.code == code, path.name
 
 
+def _stage_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("diarq-stage")]
+
+
 def test_cancel_between_stages(registry):
     from diarq.worker.pipeline import JobCancelled, run_pipeline
 
@@ -200,6 +206,73 @@ def test_cancel_between_stages(registry):
         run_pipeline(JFK, parse_options({}), registry=registry,
                      progress=lambda s, f: seen.append(s), should_cancel=lambda: "diarize" in seen)
     assert "transcribe" not in seen
+    assert _stage_threads() == []  # the transcription started beside it has ended
+
+
+def _recording_threads(registry, monkeypatch) -> list[str]:
+    """Names of the threads that call the ASR model's transcribe."""
+    import threading
+
+    asr = registry.asr()
+    names: list[str] = []
+    real = asr.transcribe
+
+    def transcribe(*args, **kwargs):
+        names.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(asr, "transcribe", transcribe)
+    return names
+
+
+def test_on_cpu_transcription_runs_beside_diarization_with_the_same_result(
+        registry, sample_result, monkeypatch):
+    from diarq.worker.pipeline import run_pipeline
+
+    concurrent, events = sample_result
+    assert registry.settings.concurrent_stages and registry.device == "cpu"
+    names = _recording_threads(registry, monkeypatch)
+    run_pipeline(SAMPLE, parse_options({}), registry=registry)
+    assert len(names) == 1 and names[0].startswith("diarq-stage")
+    # its progress shows once "transcribe" starts: stages still come in order (above)
+    assert [f for s, f in events if s == "transcribe"][-1] == 1.0
+
+    monkeypatch.setattr(registry, "settings",
+                        registry.settings.model_copy(update={"concurrent_stages": False}))
+    sequential = run_pipeline(SAMPLE, parse_options({}), registry=registry, job_id="sample")
+    assert names[1] == "MainThread"
+    assert [(s.text, s.speaker) for s in sequential.segments] == \
+        [(s.text, s.speaker) for s in concurrent.segments]
+    assert [(t.start, t.end, t.speaker) for t in sequential.diarization] == \
+        [(t.start, t.end, t.speaker) for t in concurrent.diarization]
+
+
+def test_a_failure_on_either_side_ends_both(registry, monkeypatch):
+    from diarq.shared.errors import ModelError
+    from diarq.worker.pipeline import run_pipeline
+
+    asr = registry.asr()
+
+    def broken_transcribe(*args, **kwargs):
+        raise ModelError("the ASR model broke", code="model_not_found")
+
+    monkeypatch.setattr(asr, "transcribe", broken_transcribe)
+    with pytest.raises(ModelError, match="the ASR model broke"):
+        run_pipeline(JFK, parse_options({}), registry=registry)
+    assert _stage_threads() == []
+    monkeypatch.undo()
+
+    diarizer = registry.diarizer()
+    names = _recording_threads(registry, monkeypatch)
+
+    def broken_run(*args, **kwargs):
+        raise ModelError("the diarizer broke", code="model_not_found")
+
+    monkeypatch.setattr(diarizer, "run", broken_run)
+    with pytest.raises(ModelError, match="the diarizer broke"):
+        run_pipeline(JFK, parse_options({}), registry=registry)
+    assert _stage_threads() == []
+    assert len(names) <= 1  # started beside it (or not yet), and stopped
 
 
 def test_bench_trivial_pipeline_is_labelled():

@@ -215,6 +215,9 @@ def _session(graph: bytes, threads: int) -> Any:
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # no notes on stderr
+    # idle threads sleep instead of spinning: the CPU goes to a transcription running
+    # beside the diarization (worker/pipeline.py)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
