@@ -30,23 +30,21 @@ share.
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from diarq.worker.diarization.onnx_graphs import export_graph, graph_path, kept_session
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 DIMENSION = 192
 MODEL_NAME = "speechbrain/spkrec-ecapa-voxceleb (ECAPA-TDNN, 192-d)"
-OPSET = 17
 # a kept ONNX graph must embed the probe within this of PyTorch (float32 kernels of
 # two runtimes agree to ~1e-6; another network or weights differ by > 0.1)
 PROBE_TOLERANCE = 1e-3
@@ -90,27 +88,8 @@ class EcapaEmbedding:
 
     def _load_session(self, kept: Path) -> Any:
         """The ONNX Runtime session: from the kept graph when it checks out, else from a
-        fresh export (kept for the next process where the directory is writable)."""
-        threads = torch.get_num_threads()
-        if kept.is_file():
-            try:
-                session = _session(kept.read_bytes(), threads)
-            except ImportError:
-                raise
-            except Exception:  # noqa: BLE001 (a damaged graph of any kind is re-exported)
-                session = None
-            if session is not None and self._agrees(session):
-                return session
-            log.warning("ECAPA: the kept ONNX graph %s does not match the weights; "
-                        "exporting it again", kept.name)
-        graph = _export(self.model)
-        try:  # atomic: a process never reads a half-written graph
-            tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(graph)
-            os.replace(tmp, kept)
-        except OSError as exc:  # read-only model directory: export again next time
-            log.info("ECAPA: ONNX graph not kept (%s)", exc.strerror or exc)
-        return _session(graph, threads)
+        fresh export (``onnx_graphs.kept_session``)."""
+        return kept_session(kept, lambda: _export(self.model), self._agrees, "ECAPA")
 
     def _agrees(self, session: Any) -> bool:
         """Whether ``session`` embeds a fixed probe (1 s of seeded noise) as PyTorch does."""
@@ -118,10 +97,7 @@ class EcapaEmbedding:
         with torch.inference_mode():
             feats = self.norm(self.features(torch.from_numpy(probe)[None]), torch.ones(1))
             want = self.model(feats, torch.ones(1)).reshape(-1).numpy()
-        try:
-            got = session.run(None, {"feats": feats.numpy()})[0].reshape(-1)
-        except Exception:  # noqa: BLE001 (a damaged graph of any kind is re-exported)
-            return False
+        got = session.run(None, {"feats": feats.numpy()})[0].reshape(-1)
         return got.shape == want.shape and float(np.abs(got - want).max()) < PROBE_TOLERANCE
 
     @property
@@ -188,37 +164,14 @@ class EcapaEmbedding:
 
 def onnx_path(weights: Path | str) -> Path:
     """Where the ONNX graph exported from ``weights`` is kept (one per torch version)."""
-    weights = Path(weights)
-    version = torch.__version__.split("+")[0]
-    return weights.with_name(f"{weights.stem}.torch-{version}.onnx")
+    return graph_path(weights)
 
 
 def _export(model: torch.nn.Module) -> bytes:
     """ECAPA's network as an ONNX graph (input: (1, frames, 80) features); ImportError
-    without onnx (torch's exporter needs it)."""
-    import onnx  # noqa: F401  (imported here so that its absence is an ImportError)
-
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.inference_mode(False):
-        warnings.simplefilter("ignore")  # tracer notes on SpeechBrain's length masks
-        torch.onnx.export(model, (torch.zeros(1, 200, 80),), buf, input_names=["feats"],
-                          output_names=["embedding"], dynamic_axes={"feats": {1: "frames"}},
-                          opset_version=OPSET, dynamo=False)
-    return buf.getvalue()
-
-
-def _session(graph: bytes, threads: int) -> Any:
-    """An ONNX Runtime CPU session of a graph; ImportError without onnxruntime."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, threads)
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # no notes on stderr
-    # idle threads sleep instead of spinning: the CPU goes to a transcription running
-    # beside the diarization (worker/pipeline.py)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    without onnx."""
+    return export_graph(model, torch.zeros(1, 200, 80), "feats", "embedding",
+                        {"feats": {1: "frames"}})
 
 
 _shared: dict[tuple[str, str], EcapaEmbedding] = {}

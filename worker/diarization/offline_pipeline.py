@@ -13,6 +13,9 @@ model trained with overlap classes) a second, cheap segmentation pass counts the
 speakers too, and each frame takes the larger of the two counts; who speaks in the
 extra slot is still decided by v2's clusters (reconstruction ranks them by
 activation). Figures: docs/diarization-experiments.md, round 6.
+
+Both segmentation passes run their networks in ONNX Runtime on CPU
+(``onnx_inference``; pyannote's sliding window around them), as ECAPA does.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from diarq.worker.diarization.clustering import SpeakerClustering
 from diarq.worker.diarization.ecapa import shared_ecapa
 from diarq.worker.diarization.ge2e import GE2EEmbedding
 from diarq.worker.diarization.hub_config import NoPLDA
+from diarq.worker.diarization.onnx_inference import OnnxInference
 
 # Segmentation post-processing for pyannote/segmentation v2 (values of pyannote's
 # own speaker-diarization 2.1 recipe for this checkpoint).
@@ -76,6 +80,7 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
         overlap_segmentation: Any = None,
         token: str | None = None,
         cache_dir: str | Path | None = None,
+        onnx: bool = True,
     ) -> None:
         # "OracleClustering" keeps the parent from building a pyannote embedding
         # model; ours and the real clustering are set right after.
@@ -94,6 +99,12 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
             token=token,
             cache_dir=cache_dir,
         )
+        if onnx:  # the same sliding window, its forward pass in ONNX Runtime on CPU
+            seg = self._segmentation
+            self._segmentation = OnnxInference(
+                seg.model, _model_file(segmentation, "pytorch_model.bin"),
+                duration=seg.duration, step=seg.step, skip_aggregation=True,
+                batch_size=segmentation_batch_size)
         self._embedding = GE2EEmbedding(_embedding_file(embedding))
         self._audio = Audio(sample_rate=self._embedding.sample_rate, mono="downmix")
         self.speaker_embedding = shared_ecapa(_model_file(speaker_embedding, "ecapa.ckpt"))
@@ -104,12 +115,13 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
         self._overlap: Inference | None = None
         self._overlap_segmentations: SlidingWindowFeature | None = None
         if overlap_segmentation is not None:
-            model = Model.from_pretrained(
-                str(_model_file(overlap_segmentation, "pytorch_model.bin")))
+            weights = _model_file(overlap_segmentation, "pytorch_model.bin")
+            model = Model.from_pretrained(str(weights))
             duration = model.specifications.duration
-            self._overlap = Inference(model, duration=duration, step=OVERLAP_STEP * duration,
-                                      skip_aggregation=True,
-                                      batch_size=segmentation_batch_size)
+            kw = {"duration": duration, "step": OVERLAP_STEP * duration,
+                  "skip_aggregation": True, "batch_size": segmentation_batch_size}
+            self._overlap = (OnnxInference(model, weights, **kw) if onnx
+                             else Inference(model, **kw))
 
     @property
     def counts_overlap(self) -> bool:

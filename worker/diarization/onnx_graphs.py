@@ -1,0 +1,97 @@
+"""ONNX Runtime sessions of PyTorch networks, with the exported graph kept next to the weights.
+
+On CPU, ONNX Runtime runs the offline profile's networks 2-4x faster than PyTorch's
+kernels (ECAPA's dilated 1-d convolutions, the segmentation models' SincNet and
+LSTM; BENCHMARKS.md). The graph is exported from the loaded PyTorch module (1-3 s)
+and kept beside the weights as ``<stem>.torch-<version>.onnx`` (another torch exports
+its own), so later processes only load it. A kept graph is used only when the
+caller's check (a fixed probe through both runtimes) passes; a damaged graph, or one
+from other weights, is exported again. Where the folder is read-only, each process
+exports in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+
+
+def graph_path(weights: Path | str) -> Path:
+    """Where the ONNX graph exported from ``weights`` is kept (one per torch version)."""
+    weights = Path(weights)
+    version = torch.__version__.split("+")[0]
+    return weights.with_name(f"{weights.stem}.torch-{version}.onnx")
+
+
+def export_graph(model: torch.nn.Module, example: torch.Tensor, input_name: str,
+                 output_name: str, dynamic_axes: dict[str, dict[int, str]]) -> bytes:
+    """``model`` (one input, one output) as an ONNX graph; ImportError without onnx
+    (torch's exporter needs it)."""
+    import onnx  # noqa: F401  (imported here so that its absence is an ImportError)
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False):
+        warnings.simplefilter("ignore")  # tracer notes (length masks, LSTM batch sizes)
+        torch.onnx.export(model, (example,), buf, input_names=[input_name],
+                          output_names=[output_name], dynamic_axes=dynamic_axes,
+                          opset_version=OPSET, dynamo=False)
+    return buf.getvalue()
+
+
+def cpu_session(graph: bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session of a graph; ImportError without onnxruntime."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # no notes on stderr
+    # idle threads sleep instead of spinning: the CPU goes to a transcription running
+    # beside the diarization (worker/pipeline.py)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+def kept_session(kept: Path, export: Callable[[], bytes], agrees: Callable[[Any], bool],
+                 what: str, threads: int | None = None) -> Any:
+    """A CPU session from the kept graph when ``agrees`` accepts it, else from a fresh
+    ``export()`` (kept for the next process where the folder is writable).
+    ImportError when onnx or onnxruntime is missing."""
+    threads = torch.get_num_threads() if threads is None else threads
+    if kept.is_file():
+        try:
+            session = cpu_session(kept.read_bytes(), threads)
+        except ImportError:
+            raise
+        except Exception:  # noqa: BLE001 (a damaged graph of any kind is re-exported)
+            session = None
+        if session is not None and _checked(agrees, session):
+            return session
+        log.warning("%s: the kept ONNX graph %s does not match the weights; "
+                    "exporting it again", what, kept.name)
+    graph = export()
+    try:  # atomic: a process never reads a half-written graph
+        tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(graph)
+        os.replace(tmp, kept)
+    except OSError as exc:  # read-only model directory: export again next time
+        log.info("%s: ONNX graph not kept (%s)", what, exc.strerror or exc)
+    return cpu_session(graph, threads)
+
+
+def _checked(agrees: Callable[[Any], bool], session: Any) -> bool:
+    try:
+        return agrees(session)
+    except Exception:  # noqa: BLE001 (a graph that fails to run is re-exported)
+        return False
