@@ -14,8 +14,8 @@ speakers too, and each frame takes the larger of the two counts; who speaks in t
 extra slot is still decided by v2's clusters (reconstruction ranks them by
 activation). Figures: docs/diarization-experiments.md, round 6.
 
-Both segmentation passes run their networks in ONNX Runtime on CPU
-(``onnx_inference``; pyannote's sliding window around them), as ECAPA does.
+On CPU every network runs in ONNX Runtime: both segmentation passes
+(``onnx_inference``; pyannote's sliding window around them), GE2E and ECAPA.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
                 seg.model, _model_file(segmentation, "pytorch_model.bin"),
                 duration=seg.duration, step=seg.step, skip_aggregation=True,
                 batch_size=segmentation_batch_size)
-        self._embedding = GE2EEmbedding(_embedding_file(embedding))
+        self._embedding = GE2EEmbedding(_embedding_file(embedding), onnx=onnx)
         self._audio = Audio(sample_rate=self._embedding.sample_rate, mono="downmix")
         self.speaker_embedding = shared_ecapa(_model_file(speaker_embedding, "ecapa.ckpt"))
         self.klustering = "SpeakerClustering"

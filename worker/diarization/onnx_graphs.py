@@ -34,16 +34,19 @@ def graph_path(weights: Path | str) -> Path:
     return weights.with_name(f"{weights.stem}.torch-{version}.onnx")
 
 
-def export_graph(model: torch.nn.Module, example: torch.Tensor, input_name: str,
-                 output_name: str, dynamic_axes: dict[str, dict[int, str]]) -> bytes:
-    """``model`` (one input, one output) as an ONNX graph; ImportError without onnx
-    (torch's exporter needs it)."""
+def export_graph(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...],
+                 input_names: str | list[str], output_name: str,
+                 dynamic_axes: dict[str, dict[int, str]]) -> bytes:
+    """``model`` (one output) as an ONNX graph, traced on ``example`` (its input, or a
+    tuple of its inputs); ImportError without onnx (torch's exporter needs it)."""
     import onnx  # noqa: F401  (imported here so that its absence is an ImportError)
 
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False):
         warnings.simplefilter("ignore")  # tracer notes (length masks, LSTM batch sizes)
-        torch.onnx.export(model, (example,), buf, input_names=[input_name],
+        torch.onnx.export(model, example if isinstance(example, tuple) else (example,), buf,
+                          input_names=[input_names] if isinstance(input_names, str)
+                          else input_names,
                           output_names=[output_name], dynamic_axes=dynamic_axes,
                           opset_version=OPSET, dynamo=False)
     return buf.getvalue()

@@ -1,4 +1,5 @@
-"""The offline segmentation passes run in ONNX Runtime on CPU: pyannote's scores, kept graphs."""
+"""On CPU the offline segmentation passes and GE2E run in ONNX Runtime: PyTorch's outputs,
+kept graphs (ECAPA: test_ecapa_runtime.py)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def recording() -> dict:
 
     from diarq.worker.audio import decode_audio
 
-    audio = decode_audio(DATA / "falcon_test.wav")  # three speakers, 30 s
+    audio = decode_audio(DATA / "falcon_test.wav")  # three speakers, 17 s
     return {"waveform": torch.from_numpy(audio)[None], "sample_rate": 16000, "uri": "falcon"}
 
 
@@ -105,3 +106,73 @@ def test_without_onnx_segmentation_runs_in_pytorch(tmp_path, recording, monkeypa
     assert model.runtime == "torch"
     assert "segmentation runs in PyTorch" in caplog.text
     assert model(recording).data.max() > 0.5
+
+
+def _ge2e(weights: Path, onnx: bool = True):  # type: ignore[no-untyped-def]
+    from diarq.worker.diarization.ge2e import GE2EEmbedding
+
+    return GE2EEmbedding(weights, onnx=onnx)
+
+
+def _ge2e_weights(folder: Path | None = None) -> Path:
+    from diarq.worker.offline_models import prepare_offline_models
+
+    model_dir = load_settings().model_dir
+    prepare_offline_models(model_dir)
+    weights = model_dir / "diarization" / "embedding" / "ge2e.pt"
+    if folder is None:
+        return weights
+    link = folder / "ge2e.pt"
+    link.symlink_to(weights)
+    return link
+
+
+@pytest.fixture(scope="module")
+def chunks(recording):  # type: ignore[no-untyped-def]
+    """Four overlapping 5 s chunks of the recording with masks of different amounts of speech, as
+    pyannote hands them to the embedding (one with too little speech: NaN)."""
+    import torch
+
+    wave = recording["waveform"][0]
+    waves = torch.stack([wave[i * 40000:i * 40000 + 80000] for i in range(4)])[:, None]
+    masks = torch.zeros(4, 293)
+    masks[0] = 1
+    masks[1, :150] = 1
+    masks[2, 40:60] = 1
+    masks[3, :2] = 1
+    return waves, masks
+
+
+def test_ge2e_in_onnx_runtime_gives_pytorchs_embeddings(chunks) -> None:  # type: ignore[no-untyped-def]
+    fast, reference = _ge2e(_ge2e_weights()), _ge2e(_ge2e_weights(), onnx=False)
+    assert fast.runtime == "onnxruntime" and reference.runtime == "torch"
+    got, want = fast(*chunks), reference(*chunks)
+    assert np.isnan(got[3]).all() and np.isnan(want[3]).all()
+    assert np.allclose(np.linalg.norm(got[:3], axis=1), 1.0, atol=1e-5)
+    # float32 kernels of two runtimes: ~1e-6 apart; speakers are 0.1-0.5 apart
+    assert np.abs(got[:3] - want[:3]).max() < 1e-3
+
+
+def test_ge2e_graph_is_kept_and_reused(tmp_path, chunks, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from diarq.worker.diarization import ge2e
+    from diarq.worker.diarization.onnx_graphs import graph_path
+
+    weights = _ge2e_weights(tmp_path)
+    first = _ge2e(weights)
+    assert graph_path(weights).is_file()
+
+    def no_export(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("exported again although a good graph is kept")
+
+    monkeypatch.setattr(ge2e, "export_graph", no_export)
+    second = _ge2e(weights)
+    assert second.runtime == "onnxruntime"
+    assert np.abs(second(*chunks)[:3] - first(*chunks)[:3]).max() < 1e-6
+
+
+def test_without_onnx_ge2e_runs_in_pytorch(tmp_path, chunks, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    model = _ge2e(_ge2e_weights(tmp_path))  # no kept graph there
+    assert model.runtime == "torch"
+    assert "GE2E runs in PyTorch" in caplog.text
+    assert not np.isnan(model(*chunks)[:3]).any()
