@@ -176,3 +176,21 @@ def test_without_onnx_ge2e_runs_in_pytorch(tmp_path, chunks, monkeypatch, caplog
     assert model.runtime == "torch"
     assert "GE2E runs in PyTorch" in caplog.text
     assert not np.isnan(model(*chunks)[:3]).any()
+
+
+def test_a_session_runs_with_torchs_thread_count(chunks) -> None:  # type: ignore[no-untyped-def]
+    """The worker gives torch one thread beside a transcription and all cores alone; the
+    ONNX Runtime sessions follow it (one per count), with the same results."""
+    import torch
+
+    model = _ge2e(_ge2e_weights())
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = model(*chunks)
+        torch.set_num_threads(2)
+        two = model(*chunks)
+    finally:
+        torch.set_num_threads(before)
+    assert {1, 2} <= set(model._session._sessions)
+    assert np.abs(one[:3] - two[:3]).max() < 1e-5

@@ -8,6 +8,17 @@ its own), so later processes only load it. A kept graph is used only when the
 caller's check (a fixed probe through both runtimes) passes; a damaged graph, or one
 from other weights, is exported again. Where the folder is read-only, each process
 exports in memory.
+
+Threads: a session's thread count is fixed when it is made, but the worker changes
+torch's count from stage to stage (one thread for torch beside a transcription on 2
+cores, all cores when a stage runs alone; ``worker/runtime.py``). ``Session`` runs
+with as many threads as torch has at the call, one ONNX Runtime session per count,
+made on first use: with two threads beside CTranslate2's one, the diarization took
+the transcription's core and a 10-minute job was no faster (BENCHMARKS.md).
+
+Memory: ONNX Runtime's CPU arena keeps the largest activations of any run for the
+session's life (about 1.8 GB for the two segmentation passes and GE2E at batch 32);
+without it a run's memory is freed as PyTorch's is, at the same peak.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -52,29 +64,51 @@ def export_graph(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Ten
     return buf.getvalue()
 
 
-def cpu_session(graph: bytes, threads: int) -> Any:
-    """An ONNX Runtime CPU session of a graph; ImportError without onnxruntime."""
+def cpu_session(graph: bytes | str, threads: int) -> Any:
+    """An ONNX Runtime CPU session of a graph (bytes, or a file's path); ImportError
+    without onnxruntime."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # no notes on stderr
+    options.enable_cpu_mem_arena = False  # module docstring: memory
     # idle threads sleep instead of spinning: the CPU goes to a transcription running
     # beside the diarization (worker/pipeline.py)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
+class Session:
+    """An ONNX Runtime CPU session that runs with torch's current thread count (module
+    docstring); ``run`` as ``InferenceSession.run``."""
+
+    def __init__(self, graph: bytes | str, threads: int | None = None) -> None:
+        self._graph = graph
+        self._sessions: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._for(torch.get_num_threads() if threads is None else threads)  # fails early
+
+    def _for(self, threads: int) -> Any:
+        threads = max(1, threads)
+        with self._lock:
+            if threads not in self._sessions:
+                self._sessions[threads] = cpu_session(self._graph, threads)
+            return self._sessions[threads]
+
+    def run(self, outputs: list[str] | None, feeds: dict[str, Any]) -> list[Any]:
+        return self._for(torch.get_num_threads()).run(outputs, feeds)
+
+
 def kept_session(kept: Path, export: Callable[[], bytes], agrees: Callable[[Any], bool],
-                 what: str, threads: int | None = None) -> Any:
-    """A CPU session from the kept graph when ``agrees`` accepts it, else from a fresh
+                 what: str) -> Session:
+    """A session of the kept graph when ``agrees`` accepts it, else of a fresh
     ``export()`` (kept for the next process where the folder is writable).
     ImportError when onnx or onnxruntime is missing."""
-    threads = torch.get_num_threads() if threads is None else threads
     if kept.is_file():
         try:
-            session = cpu_session(kept.read_bytes(), threads)
+            session = Session(str(kept))
         except ImportError:
             raise
         except Exception:  # noqa: BLE001 (a damaged graph of any kind is re-exported)
@@ -90,7 +124,8 @@ def kept_session(kept: Path, export: Callable[[], bytes], agrees: Callable[[Any]
         os.replace(tmp, kept)
     except OSError as exc:  # read-only model directory: export again next time
         log.info("%s: ONNX graph not kept (%s)", what, exc.strerror or exc)
-    return cpu_session(graph, threads)
+        return Session(graph)
+    return Session(str(kept))
 
 
 def _checked(agrees: Callable[[Any], bool], session: Any) -> bool:
