@@ -31,6 +31,7 @@ from diarq.shared.asr_models import OFFLINE_ASR_MODELS
 from diarq.shared.errors import InvalidOptions, ModelError
 from diarq.shared.media import SAMPLE_RATE
 from diarq.shared.result import Segment, Word
+from diarq.worker.transcript_windows import WindowShare
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float], None]
@@ -89,6 +90,7 @@ class WhisperAsr:
         use_whisperx: bool,
         batch_size: int = 8,
         download_root: str | None = None,
+        workers: int = 1,
     ) -> None:
         self.name = name
         self.model_path = model_path
@@ -115,6 +117,9 @@ class WhisperAsr:
                     model_path, device=device, compute_type=compute_type,
                     cpu_threads=cpu_threads, download_root=download_root,
                     local_files_only=Path(model_path).is_dir(),
+                    # windows transcribed by two threads at once run in parallel (the
+                    # weights are shared): worker/transcript_windows.py
+                    num_workers=workers,
                 )
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelError(
@@ -163,6 +168,7 @@ class WhisperAsr:
         progress: Progress | None = None,
         batched: bool | None = None,
         batch_size: int | None = None,
+        share: WindowShare | None = None,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 ``audio``. Progress: share of audio done (0..1).
 
@@ -171,14 +177,16 @@ class WhisperAsr:
         ``word_timestamps``, on the same loaded model (the hub profile's route for a
         language without an alignment model). ``hotwords``: names and terms to
         recognise, given to faster-whisper's ``hotwords`` (placed in the decoder's prompt
-        of every window, after ``prompt``)."""
+        of every window, after ``prompt``). ``share``: lets another thread transcribe
+        some of the windows at the same time (faster-whisper route; the transcript is
+        the same)."""
         language = self.check_language(language)
         hints = hotwords_text(hotwords)
         if self.use_whisperx if batched is None else batched:
             return self._transcribe_whisperx(audio, language, prompt, hints, progress,
                                              batch_size or self.batch_size)
         return self._transcribe_faster_whisper(audio, language, prompt, hints, word_timestamps,
-                                               progress)
+                                               progress, share)
 
     def detect_language(self, audio: np.ndarray) -> str:
         """The language of the first 30 s (what WhisperX itself would detect)."""
@@ -196,19 +204,20 @@ class WhisperAsr:
         hotwords: str | None,
         word_timestamps: bool,
         progress: Progress | None,
+        share: WindowShare | None = None,
     ) -> Transcript:
         # faster-whisper computes the log-mel features of the whole input at once
         # (~2.5 GB per hour of audio at the STFT's peak): long recordings are cut
-        # into windows at quiet points and transcribed one after the other.
-        total = max(len(audio) / SAMPLE_RATE, 1e-6)
-        segments: list[Segment] = []
-        done = 0.0
-        lang_prob = 0.0
-        for lo, hi in split_points(audio):
+        # into windows at quiet points and transcribed one after the other (or from
+        # both ends when a helper joins: ``share``, worker/transcript_windows.py).
+        windows = split_points(audio)
+
+        def run(k: int, lang: str | None, advance: Progress) -> tuple[list[Segment], Any]:
+            lo, hi = windows[k]
             offset = lo / SAMPLE_RATE
             seg_iter, info = self.model.transcribe(
                 audio[lo:hi],  # a view: no copy of the samples
-                language=language,
+                language=lang,
                 initial_prompt=prompt or None,
                 hotwords=hotwords,
                 word_timestamps=word_timestamps,
@@ -217,21 +226,25 @@ class WhisperAsr:
                 # conditioning on the previous window makes Whisper loop on long meetings
                 condition_on_previous_text=False,
             )
+            found = []
             for s in seg_iter:  # a generator: decoding happens as we iterate
-                text = s.text.strip()
-                if text:
-                    segments.append(_segment(s, offset, word_timestamps))
-                if progress is not None:
-                    done = max(done, min((offset + float(s.end)) / total, 1.0))
-                    progress(done)
-            if language is None and segments:
-                # keep the language found in the first window that had speech
+                if s.text.strip():
+                    found.append(_segment(s, offset, word_timestamps))
+                advance(float(s.end))
+            return found, info
+
+        per_window, _ = (share or WindowShare()).run_owner(windows, language, run, progress)
+        segments = [s for found, _ in per_window for s in found]
+        # the language and its probability as one pass in order gives them: the first
+        # window with speech settles the language (all later windows used it)
+        lang_prob = 0.0
+        spoken = False
+        for found, info in per_window:
+            spoken = spoken or bool(found)
+            if language is None and spoken:
                 language, lang_prob = info.language, float(info.language_probability or 0)
             elif language is not None and not lang_prob:
                 lang_prob = float(info.language_probability or 0)
-            if progress is not None:
-                done = max(done, hi / SAMPLE_RATE / total)
-                progress(min(done, 1.0))
         if progress is not None:
             progress(1.0)
         return Transcript(

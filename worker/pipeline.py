@@ -149,6 +149,7 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
     from diarq.worker.assign import assign_all
     from diarq.worker.audio import decode_audio
     from diarq.worker.device import run_with_oom_retry
+    from diarq.worker.transcript_windows import WindowShare
     from diarq.worker.turns import SpeakerTurns
 
     timings: dict[str, float] = {}
@@ -176,11 +177,14 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
     report.start("diarize")
     t0 = time.perf_counter()
     asr = registry.asr(options.asr_model)
-    background = None
+    background = windows = None
     if (settings.concurrent_stages and registry.device == "cpu" and options.diarize
             and not options.multichannel):
+        # when the diarization is done, this thread takes windows from the back
+        windows = WindowShare()
         background = _Background(lambda progress, tracks=tracks: _transcribe_tracks(
-            registry, asr, tracks, options, device, retries, progress))
+            registry, asr, tracks, options, device, retries, progress, windows))
+        background.then(windows.close)  # however it ends, a waiting helper returns
     try:
         found = SpeakerTurns(turns=[])
         diarizer = None
@@ -222,6 +226,7 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
         report.start("transcribe")
         t0 = time.perf_counter()
         if background is not None:
+            windows.help(report)
             plans, transcripts = background.result(report)
             timings["transcribe"] = background.seconds
         else:
@@ -327,8 +332,10 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
 
 def _transcribe_tracks(registry: Any, asr: Any, tracks: Sequence[np.ndarray],
                        options: JobOptions, device: Any, retries: list[str],
-                       progress: Callable[[float], None]) -> tuple[list[Any], list[Any]]:
-    """Word plan and transcript of every track, in order."""
+                       progress: Callable[[float], None], windows: Any = None
+                       ) -> tuple[list[Any], list[Any]]:
+    """Word plan and transcript of every track, in order (``windows``: a mono job's
+    transcription windows, which another thread may help with)."""
     from diarq.worker.device import run_with_oom_retry
 
     plans = [_word_plan(registry, asr, track, options) for track in tracks]
@@ -341,7 +348,7 @@ def _transcribe_tracks(registry: Any, asr: Any, tracks: Sequence[np.ndarray],
                 track, language=plan.language, prompt=options.prompt,
                 hotwords=options.hotwords,
                 word_timestamps=options.align and not plan.batched, progress=share,
-                batched=plan.batched, batch_size=batch),
+                batched=plan.batched, batch_size=batch, share=windows),
             retries))
     return plans, transcripts
 
@@ -368,6 +375,10 @@ class _Background:
             return work(self._progress)
         finally:
             self.seconds = time.perf_counter() - t0
+
+    def then(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (in the thread) when the work has ended, however."""
+        self._future.add_done_callback(lambda _: callback())
 
     def _progress(self, fraction: float) -> None:
         if self._stop.is_set():

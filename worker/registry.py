@@ -61,6 +61,11 @@ class ModelRegistry:
         set_torch_threads(max(1, self.threads - self.asr_threads) if beside_asr
                           else self.threads)
 
+    @property
+    def concurrent_stages(self) -> bool:
+        """Whether mono jobs transcribe beside the diarization (CPU only; pipeline)."""
+        return bool(self.settings.concurrent_stages) and self.device == "cpu"
+
     # --- diarization --------------------------------------------------------
     def diarizer(self) -> Any:
         with self._lock:
@@ -94,6 +99,9 @@ class ModelRegistry:
                     use_whisperx=self.uses_alignment_model,
                     batch_size=self.batch_size,
                     download_root=str(self.settings.model_dir / "hub"),
+                    # stages side by side: the main thread helps with the windows
+                    # once the diarization is done (worker/pipeline.py)
+                    workers=2 if self.concurrent_stages else 1,
                 )
             return self._asr[name]
 

@@ -247,6 +247,49 @@ def test_on_cpu_transcription_runs_beside_diarization_with_the_same_result(
         [(t.start, t.end, t.speaker) for t in concurrent.diarization]
 
 
+def test_once_diarized_the_main_thread_helps_with_the_windows(registry, monkeypatch):
+    """Windows of 5 s (the real ones are 10 min): the main thread, free after the
+    diarization, transcribes windows from the back; the transcript is the one the
+    stage thread gives alone."""
+    import threading
+
+    from diarq.worker import asr as asr_module
+    from diarq.worker.pipeline import run_pipeline
+
+    monkeypatch.setattr(asr_module, "WINDOW_S", 5.0)
+    model = registry.asr().model
+    real = model.transcribe
+    calls: list[tuple[str, int]] = []
+    helper_came = threading.Event()
+
+    def transcribe(audio, **kwargs):  # type: ignore[no-untyped-def]
+        name = threading.current_thread().name
+        calls.append((name, len(audio)))
+        if name == "MainThread":
+            helper_came.set()
+        elif len(calls) > 1:
+            helper_came.wait(30)  # the stage thread waits after its first window
+        return real(audio, **kwargs)
+
+    monkeypatch.setattr(model, "transcribe", transcribe)
+    helped = run_pipeline(SAMPLE, parse_options({}), registry=registry)
+    threads = [name for name, _ in calls]
+    assert len(calls) >= 5 and threads[0].startswith("diarq-stage")
+    assert "MainThread" in threads  # some windows were the main thread's
+
+    calls.clear()
+    monkeypatch.setattr(registry, "settings",
+                        registry.settings.model_copy(update={"concurrent_stages": False}))
+    helper_came.set()
+    alone = run_pipeline(SAMPLE, parse_options({}), registry=registry)
+    assert {name for name, _ in calls} == {"MainThread"}
+    assert [(s.start, s.end, s.text, s.speaker) for s in alone.segments] == \
+        [(s.start, s.end, s.text, s.speaker) for s in helped.segments]
+    assert [(w.word, w.start) for s in alone.segments for w in s.words] == \
+        [(w.word, w.start) for s in helped.segments for w in s.words]
+    assert alone.language == helped.language
+
+
 def test_a_failure_on_either_side_ends_both(registry, monkeypatch):
     from diarq.shared.errors import ModelError
     from diarq.worker.pipeline import run_pipeline
