@@ -13,7 +13,9 @@ Progress: ``progress(stage, fraction)`` with stages in that order, each from 0
 to 1, never going backwards. On CPU (``concurrent_stages``, a mono job that is
 diarized) the transcription runs in a second thread during "diarize"; its progress
 is shown once "transcribe" starts, and its timing is its own run time, so the stage
-times add up to more than the total. ``should_cancel()`` is polled between stages and
+times add up to more than the total. Once the diarization is done the main thread
+takes the transcription's windows from the back (worker/transcript_windows.py), so
+both cores transcribe. ``should_cancel()`` is polled between stages and
 (at most once a second) from inside long stages; when it returns True the run
 stops with :class:`JobCancelled`.
 
