@@ -228,7 +228,9 @@ def _run_stages(audio_path: Path | str, options: JobOptions, registry: Any, sett
         report.start("transcribe")
         t0 = time.perf_counter()
         if background is not None:
-            windows.help(report)
+            # the stage thread's progress counts both threads' windows; while the
+            # helper waits (or the route has no windows) that is what shows
+            windows.help(lambda f: report(max(f, background.fraction)))
             plans, transcripts = background.result(report)
             timings["transcribe"] = background.seconds
         else:

@@ -46,7 +46,8 @@ class WindowShare:
     """Front-and-back work on one transcription's windows (module docstring).
 
     The owner calls :meth:`run_owner`; a helper (another thread) calls :meth:`help` at
-    any time, before the owner has started (it then returns at once), during, or after."""
+    any time: before the owner has started (it then waits), during, or after; the
+    owner's side calls :meth:`close` when its transcription is over, however it ended."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
