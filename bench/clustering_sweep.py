@@ -105,13 +105,13 @@ class CachedPasses:
     def segmentations(self, file: Any, **kw: Any) -> Any:
         return self._cached(file["uri"], "seg", lambda: self.get_seg(file, **kw))
 
-    def overlap_segmentations(self, file: Any) -> Any:
+    def overlap_segmentations(self, file: Any, **kw: Any) -> Any:
         if self.pipeline._overlap is None:
             return None
         # the overlap pass does not depend on the segmentation being tried: one cache
         tag, self.tag = self.tag, ""
         try:
-            return self._cached(file["uri"], "ovl", lambda: self.get_ovl(file))
+            return self._cached(file["uri"], "ovl", lambda: self.get_ovl(file, **kw))
         finally:
             self.tag = tag
 

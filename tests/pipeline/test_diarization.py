@@ -73,6 +73,13 @@ def test_three_speakers_found_and_match_reference(diarizer, falcon) -> None:  # 
     assert progress and progress[-1] == 1.0
     assert all(b > a for a, b in zip(progress, progress[1:], strict=False))
     assert all(0.0 <= p <= 1.0 for p in progress)
+    # each step reports its end, the overlap pass and the speaker-level embeddings (half
+    # of the time) too, so a long job's progress does not stand still
+    spans = diarizer.pipeline.progress_spans
+    assert list(spans) == ["overlap_segmentation", "segmentation", "embeddings",
+                           "speaker_embeddings"]
+    for name, (_, end) in spans.items():
+        assert any(p == pytest.approx(end) for p in progress), name
 
 
 @pytest.mark.parametrize("k", [1, 2, 4, 5])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-from diarq.worker.diarization.clustering import SpeakerClustering
+from diarq.worker.diarization.clustering import PROGRESS_SECONDS, SpeakerClustering
 from diarq.worker.diarization.speaker_stage import StageParams, decide_speakers
 
 SR = 100  # samples per second of the synthetic audio
@@ -233,3 +233,24 @@ def test_tracks_follow_a_voice_across_chunks() -> None:
     ones = labels[speaker == 1]
     assert len(set(ones.tolist())) == 2  # two stretches of talk, 6 s apart
     assert not set(labels[speaker == 0].tolist()) & set(ones.tolist())
+
+
+def test_progress_moves_while_speakers_are_embedded_and_changes_nothing() -> None:
+    """With a progress callback the speaker-level model embeds in parts of about
+    PROGRESS_SECONDS of audio and reports the seconds done after each; the speakers are those of
+    one call."""
+    rec = _recording(_timeline(SHARES, 1200, np.random.default_rng(9)), 4)
+    plain = _cluster(rec, VoiceModel(4))
+    voices = VoiceModel(4)
+    clustering = SpeakerClustering(voices, sample_rate=SR, speaker_dimension=24)
+    reports: list[tuple[float, float]] = []
+    clustering.progress = lambda total, completed: reports.append((completed, total))
+    hard, _, _ = clustering(rec.embeddings, segmentations=rec.segmentations,
+                            file={"waveform": rec.waveform[None]})
+    np.testing.assert_array_equal(hard, plain)
+    done = [c for c, _ in reports]
+    total = reports[0][1]
+    assert done[0] == 0.0 and done[-1] == pytest.approx(total)
+    assert all(b > a for a, b in zip(done, done[1:], strict=False))
+    assert total > 2 * PROGRESS_SECONDS and len(done) >= 3  # more than one part
+    assert voices.calls == len(done) - 1

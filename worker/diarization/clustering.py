@@ -53,6 +53,7 @@ EMBED_MIN_SPEECH = 1.0  # candidates with less get no speaker embedding
 MIN_EMBED_AUDIO = 0.5  # seconds of pooled audio an embedding needs (ECAPA: NaN on none)
 # a candidate keeps its speaker in the final assignment unless cannot-link forbids
 KEEP_BONUS = 2.0
+PROGRESS_SECONDS = 30.0  # audio per speaker-embedding call when progress is reported
 
 Embedder = Callable[[list[np.ndarray]], np.ndarray]
 
@@ -79,6 +80,9 @@ class SpeakerClustering(BaseClustering):
         self.speaker_dimension = speaker_dimension
         self.track_iou = track_iou
         self.track_split = track_split
+        # set by the pipeline for one run: called as progress(total=, completed=) in
+        # seconds of audio while the speaker-level model embeds
+        self.progress: Callable[..., Any] | None = None
 
     def describe(self) -> str:
         s = self.stage
@@ -173,7 +177,24 @@ class SpeakerClustering(BaseClustering):
             return np.zeros((0, self.speaker_dimension), dtype=np.float32)
         if self.speaker_embedding is None:
             raise RuntimeError("SpeakerClustering needs a speaker embedding model")
-        return np.asarray(self.speaker_embedding(waves), dtype=np.float32)
+        if self.progress is None:
+            return np.asarray(self.speaker_embedding(waves), dtype=np.float32)
+        # in parts of about PROGRESS_SECONDS of audio, so that progress moves (ONNX Runtime
+        # embeds one waveform at a time anyway; PyTorch's batches hold at most a part)
+        total = sum(len(w) for w in waves) / self.sample_rate
+        self.progress(total=total, completed=0.0)
+        parts, done, start = [], 0.0, 0
+        while start < len(waves):
+            stop, seconds = start, 0.0
+            while stop < len(waves) and (stop == start or seconds < PROGRESS_SECONDS):
+                seconds += len(waves[stop]) / self.sample_rate
+                stop += 1
+            parts.append(np.asarray(self.speaker_embedding(waves[start:stop]),
+                                    dtype=np.float32))
+            done += seconds
+            self.progress(total=total, completed=done)
+            start = stop
+        return np.concatenate(parts, axis=0)
 
     def _voices(self, voice: list[np.ndarray | None], waveform: np.ndarray,
                 segmentations: SlidingWindowFeature, hard: np.ndarray) -> np.ndarray:

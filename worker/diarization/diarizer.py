@@ -15,16 +15,20 @@ from diarq.shared.voices import VoiceSet
 from diarq.worker.runtime import set_torch_threads
 from diarq.worker.turns import SpeakerTurns, exclusive_from_overlapping
 
-# share of the diarize stage's progress per pyannote step (segmentation is the
-# sliding-window model, embeddings the GE2E/WeSpeaker passes; clustering is quick)
-_STEP_SPAN = {"segmentation": (0.0, 0.35), "embeddings": (0.35, 0.95)}
+# share of the diarize stage's progress per pyannote step, for a pipeline that does not
+# give its own ``progress_spans`` (pyannote's: segmentation is the sliding-window model,
+# embeddings the WeSpeaker pass; its clustering is quick)
+DEFAULT_SPANS = {"segmentation": (0.0, 0.35), "embeddings": (0.35, 0.95)}
 
 
 class _Progress:
-    """pyannote hook -> monotonic fraction 0..1 of the whole diarization."""
+    """pyannote hook -> monotonic fraction 0..1 of the whole diarization; ``spans``: each
+    step's (start, end) share."""
 
-    def __init__(self, callback: Callable[[float], None] | None) -> None:
+    def __init__(self, callback: Callable[[float], None] | None,
+                 spans: dict[str, tuple[float, float]] | None = None) -> None:
         self.callback = callback
+        self.spans = spans or DEFAULT_SPANS
         self.last = 0.0
 
     def report(self, fraction: float) -> None:
@@ -35,7 +39,7 @@ class _Progress:
 
     def __call__(self, step_name: str, step_artifact: Any, file: Any = None,
                  total: int | None = None, completed: int | None = None) -> None:
-        span = _STEP_SPAN.get(step_name)
+        span = self.spans.get(step_name)
         if span is None:
             return
         lo, hi = span
@@ -92,7 +96,7 @@ class Diarizer:
         if batch_size:
             self.pipeline.segmentation_batch_size = batch_size
             self.pipeline.embedding_batch_size = batch_size
-        hook = _Progress(progress)
+        hook = _Progress(progress, getattr(self.pipeline, "progress_spans", None))
         output = self.pipeline(
             {"waveform": torch.from_numpy(audio)[None], "sample_rate": SAMPLE_RATE,
              "uri": "audio"},
