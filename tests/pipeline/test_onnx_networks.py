@@ -194,3 +194,20 @@ def test_a_session_runs_with_torchs_thread_count(chunks) -> None:  # type: ignor
         torch.set_num_threads(before)
     assert {1, 2} <= set(model._session._sessions)
     assert np.abs(one[:3] - two[:3]).max() < 1e-5
+
+
+def test_the_load_time_session_is_released(chunks) -> None:  # type: ignore[no-untyped-def]
+    """The session made at load (to check the kept graph) is dropped: beside a
+    transcription the network runs on one thread, and a session for another count would
+    hold its weights for nothing. A run makes the session for its own thread count."""
+    import torch
+
+    model = _ge2e(_ge2e_weights())
+    assert model._session._sessions == {}
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        model(*chunks)
+    finally:
+        torch.set_num_threads(before)
+    assert set(model._session._sessions) == {1}
