@@ -38,7 +38,7 @@ class _Progress:
             self.callback(fraction)
 
     def __call__(self, step_name: str, step_artifact: Any, file: Any = None,
-                 total: int | None = None, completed: int | None = None) -> None:
+                 total: float | None = None, completed: float | None = None) -> None:
         span = self.spans.get(step_name)
         if span is None:
             return
