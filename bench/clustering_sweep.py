@@ -276,11 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.chunk_model == "ecapa":
         pipeline._embedding = EcapaChunkEmbedding(pipeline.speaker_embedding)
         emb_tag += "ecapa."
+    # the SE-Res2Net's two feature variants keep their own cache files
+    seres2net = f"seres2net{os.environ.get('DIARQ_SERES2NET_NORM', '0')}"
     if args.chunk_model == "seres2net":
         from bench.speaker_models import SeRes2Net
 
         pipeline._embedding = EcapaChunkEmbedding(SeRes2Net())
-        emb_tag += f"seres2net{os.environ.get('DIARQ_SERES2NET_NORM', '0')}."
+        emb_tag += f"{seres2net}."
     if args.chunk_model == "dvector":
         from bench.speaker_models import Dvector
 
@@ -292,8 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         passes.ovl_kind = f"ovl{args.overlap_step:g}"
     if args.chunk_model.startswith("ge2e+"):
         other = args.chunk_model.split("+")[1]
-        passes.both = (f"seres2net{os.environ.get('DIARQ_SERES2NET_NORM', '0')}"
-                       if other == "seres2net" else other)
+        passes.both = seres2net if other == "seres2net" else other
     model = pipeline.clustering.speaker_embedding
     if args.speaker_model:
         import importlib

@@ -190,7 +190,7 @@ class SeRes2Net:
         from speechbrain.processing.features import InputNormalization
 
         weights = importlib.resources.files("Weights").joinpath("ASV_model.pth")
-        state = torch.load(str(weights), map_location="cpu", weights_only=False)
+        state = torch.load(str(weights), map_location="cpu", weights_only=True)
         self.model = se_res2net50_v1b(num_classes=1211)
         self.model.load_state_dict(state["model_state_dict"])
         self.model.eval()
